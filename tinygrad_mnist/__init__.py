@@ -1,0 +1,29 @@
+"""tinygrad_mnist: a small numpy autograd engine, and the MNIST classifier built on it.
+
+    from tinygrad_mnist import Tensor, Function, no_grad, gradcheck
+    from tinygrad_mnist import functional as F
+"""
+
+from . import functional, ops
+from .function import Context, Function, unbroadcast
+from .gradcheck import GradcheckError, gradcheck
+from .modes import AnomalyError, detect_anomaly, enable_grad, is_grad_enabled, no_grad
+from .tensor import Tensor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnomalyError",
+    "Context",
+    "Function",
+    "GradcheckError",
+    "Tensor",
+    "detect_anomaly",
+    "enable_grad",
+    "functional",
+    "gradcheck",
+    "is_grad_enabled",
+    "no_grad",
+    "ops",
+    "unbroadcast",
+]

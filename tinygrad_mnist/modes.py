@@ -1,0 +1,100 @@
+"""Global switches of the engine: gradient recording (`no_grad`) and anomaly detection.
+
+Both are plain module-level flags read by `Function.apply` and `Tensor.backward`, flipped by
+context managers that restore the previous value on exit (so they nest).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+grad_enabled = True  # record the graph? `no_grad()` turns it off
+anomaly_enabled = False  # check every op's output for NaN/Inf? `detect_anomaly()` turns it on
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Run a block without recording the graph: ops return tensors with requires_grad=False.
+
+    Use it for evaluation and for in-place parameter updates; it saves the memory and the time
+    that the graph would cost.
+    """
+    global grad_enabled
+    previous, grad_enabled = grad_enabled, False
+    try:
+        yield
+    finally:
+        grad_enabled = previous
+
+
+@contextlib.contextmanager
+def enable_grad():
+    """Record the graph inside a block even when an outer `no_grad()` turned it off."""
+    global grad_enabled
+    previous, grad_enabled = grad_enabled, True
+    try:
+        yield
+    finally:
+        grad_enabled = previous
+
+
+def is_grad_enabled():
+    """True when ops record the graph (outside `no_grad()`)."""
+    return grad_enabled
+
+
+class AnomalyError(FloatingPointError):
+    """An op produced NaN or Inf while `detect_anomaly()` was on.
+
+    Attributes: `op` (the Function's name), `phase` ("forward" or "backward"),
+    `input_shapes` (the shapes of the op's inputs).
+    """
+
+    def __init__(self, message, op, phase, input_shapes):
+        super().__init__(message)
+        self.op = op
+        self.phase = phase
+        self.input_shapes = input_shapes
+
+
+@contextlib.contextmanager
+def detect_anomaly():
+    """Check every op's output in forward and backward; raise `AnomalyError` at the first NaN/Inf.
+
+    A NaN usually appears far from where it started: by the time the loss is NaN, every number
+    downstream is NaN too. This mode checks after each op, so the error names the op where the
+    first non-finite number appeared. It costs one pass over every array, so it is off by default.
+    """
+    global anomaly_enabled
+    previous, anomaly_enabled = anomaly_enabled, True
+    try:
+        yield
+    finally:
+        anomaly_enabled = previous
+
+
+def check_finite(arrays, function, phase, inputs):
+    """Raise AnomalyError if any of `arrays` (an array or a tuple of arrays/None) is not finite."""
+    if not isinstance(arrays, tuple):
+        arrays = (arrays,)
+    for index, array in enumerate(arrays):
+        if array is None or np.isfinite(array).all():
+            continue
+        kinds = []
+        if np.isnan(array).any():
+            kinds.append("NaN")
+        if np.isinf(array).any():
+            kinds.append("Inf")
+        shapes = tuple(tensor.shape for tensor in inputs)
+        what = "its output" if phase == "forward" else f"the gradient for input {index}"
+        raise AnomalyError(
+            f"{function.__name__}.{phase} produced {' and '.join(kinds)} in {what} "
+            f"(input shapes {', '.join(str(shape) for shape in shapes)}). "
+            f"This is the first op where a non-finite value appeared; look at its inputs "
+            f"(a too large learning rate or a log/division of zero are the usual causes).",
+            op=function.__name__,
+            phase=phase,
+            input_shapes=shapes,
+        )

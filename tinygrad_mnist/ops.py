@@ -1,0 +1,489 @@
+"""The primitive ops. Each is a Function: forward and backward on plain numpy arrays, side by side.
+
+Every backward applies the chain rule: the upstream gradient `grad_out` (d loss / d output) times
+the op's local derivative (d output / d input), giving d loss / d input for each input.
+Nothing here is special: an op you write yourself looks exactly like these (docs/extending.md).
+
+Contents: arithmetic (Add Sub Mul Div Neg Pow MatMul), reductions (Sum Mean Max),
+elementwise (Exp Log ReLU LeakyReLU Tanh Sigmoid), shapes (Reshape Transpose Index),
+and the fused ops a classifier needs (Softmax LogSoftmax Linear CrossEntropy).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .function import Function, unbroadcast
+
+
+def _check_broadcast(name, a_shape, b_shape):
+    """A clear error for elementwise ops on shapes numpy cannot broadcast together."""
+    if a_shape != b_shape:
+        try:
+            np.broadcast_shapes(a_shape, b_shape)
+        except ValueError:
+            raise ValueError(
+                f"{name}: shapes {a_shape} and {b_shape} do not broadcast (each axis, counted from "
+                f"the right, must be equal or 1); reshape one of them"
+            ) from None
+
+
+# ----- arithmetic --------------------------------------------------------------------------------
+class Add(Function):
+    """out = a + b.   d out/d a = 1,   d out/d b = 1."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        _check_broadcast("add", a.shape, b.shape)
+        ctx.save_for_backward(a.shape, b.shape)
+        return a + b
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        a_shape, b_shape = ctx.saved
+        return unbroadcast(grad_out, a_shape), unbroadcast(grad_out, b_shape)
+
+
+class Sub(Function):
+    """out = a - b.   d out/d a = 1,   d out/d b = -1."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        _check_broadcast("subtract", a.shape, b.shape)
+        ctx.save_for_backward(a.shape, b.shape)
+        return a - b
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        a_shape, b_shape = ctx.saved
+        return unbroadcast(grad_out, a_shape), unbroadcast(-grad_out, b_shape)
+
+
+class Mul(Function):
+    """out = a * b.   d out/d a = b,   d out/d b = a."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        _check_broadcast("multiply", a.shape, b.shape)
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        a, b = ctx.saved
+        grad_a = unbroadcast(grad_out * b, a.shape) if ctx.needs_input_grad[0] else None
+        grad_b = unbroadcast(grad_out * a, b.shape) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+class Div(Function):
+    """out = a / b.   d out/d a = 1/b,   d out/d b = -a/b^2 = -out/b."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        _check_broadcast("divide", a.shape, b.shape)
+        out = a / b
+        ctx.save_for_backward(a.shape, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        a_shape, b, out = ctx.saved
+        grad_a = unbroadcast(grad_out / b, a_shape) if ctx.needs_input_grad[0] else None
+        grad_b = unbroadcast(-grad_out * out / b, b.shape) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+class Neg(Function):
+    """out = -x.   d out/d x = -1."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return -grad_out
+
+
+class Pow(Function):
+    """out = x ** p for a number p.   d out/d x = p x^(p-1)."""
+
+    @staticmethod
+    def forward(ctx, x, exponent):
+        ctx.save_for_backward(x)
+        return x**exponent
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved
+        exponent = ctx.options["exponent"]
+        if exponent == 0:
+            return np.zeros_like(x)  # x^0 = 1 is constant (and 0 * 0^-1 would be NaN)
+        return grad_out * exponent * x ** (exponent - 1)
+
+
+class MatMul(Function):
+    """out = a @ b.   d loss/d a = grad_out @ b^T,   d loss/d b = a^T @ grad_out.
+
+    Works for matrices, vectors (treated as a row on the left, a column on the right) and
+    stacks of matrices (leading axes broadcast like numpy's matmul).
+    """
+
+    @staticmethod
+    def forward(ctx, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError(f"matmul needs tensors with at least one axis, got shapes {a.shape} and {b.shape}; use * for scalars")
+        if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+            raise ValueError(
+                f"matmul of shapes {a.shape} and {b.shape}: the last axis of the first "
+                f"({a.shape[-1]}) must equal the {'second-to-' if b.ndim > 1 else ''}last axis of the "
+                f"second ({b.shape[-2 if b.ndim > 1 else 0]})"
+            )
+        _check_broadcast("matmul (leading axes)", a.shape[:-2], b.shape[:-2])
+        ctx.save_for_backward(a, b)
+        return a @ b
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        a, b = ctx.saved
+        # treat vectors as (1, n) and (n, 1) matrices so one rule covers every case
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        grad2 = grad_out.reshape(np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]) + (a2.shape[-2], b2.shape[-1]))
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_a = unbroadcast(grad2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+        if ctx.needs_input_grad[1]:
+            grad_b = unbroadcast(np.swapaxes(a2, -1, -2) @ grad2, b2.shape).reshape(b.shape)
+        return grad_a, grad_b
+
+
+# ----- reductions --------------------------------------------------------------------------------
+def _unreduce(grad_out, shape, axis, keepdims):
+    """Give a reduced gradient back the reduced axes (as size 1), ready to broadcast to `shape`."""
+    if axis is None:
+        return grad_out.reshape((1,) * len(shape))
+    if not keepdims:
+        return np.expand_dims(grad_out, axis)
+    return grad_out
+
+
+class Sum(Function):
+    """out = sum of x over `axis`.   d out/d x_i = 1: every summed element gets grad_out."""
+
+    @staticmethod
+    def forward(ctx, x, axis=None, keepdims=False):
+        ctx.save_for_backward(x.shape)
+        return x.sum(axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (shape,) = ctx.saved
+        grad = _unreduce(grad_out, shape, ctx.options.get("axis"), ctx.options.get("keepdims", False))
+        return np.broadcast_to(grad, shape)
+
+
+class Mean(Function):
+    """out = mean of x over `axis` (n elements).   d out/d x_i = 1/n."""
+
+    @staticmethod
+    def forward(ctx, x, axis=None, keepdims=False):
+        out = x.mean(axis=axis, keepdims=keepdims)
+        ctx.save_for_backward(x.shape, x.size // max(np.size(out), 1))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        shape, count = ctx.saved
+        grad = _unreduce(grad_out, shape, ctx.options.get("axis"), ctx.options.get("keepdims", False))
+        return np.broadcast_to(grad / count, shape)
+
+
+class Max(Function):
+    """out = max of x over `axis`.   d out/d x_i = 1/k if x_i is one of the k maxima, else 0.
+
+    Splitting the gradient evenly among ties matches PyTorch's amax.
+    """
+
+    @staticmethod
+    def forward(ctx, x, axis=None, keepdims=False):
+        if x.size == 0:
+            raise ValueError("max of an empty tensor is undefined")
+        out = x.max(axis=axis, keepdims=True)
+        ctx.save_for_backward(x, out)
+        return out if keepdims else (out.reshape(()) if axis is None else np.squeeze(out, axis))
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, out = ctx.saved
+        axis = ctx.options.get("axis")
+        is_max = x == out
+        ties = is_max.sum(axis=axis, keepdims=True)
+        grad = _unreduce(grad_out, x.shape, axis, ctx.options.get("keepdims", False))
+        return is_max * (grad / ties)
+
+
+# ----- elementwise -------------------------------------------------------------------------------
+class Exp(Function):
+    """out = e^x.   d out/d x = e^x = out."""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = np.exp(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (out,) = ctx.saved
+        return grad_out * out
+
+
+class Log(Function):
+    """out = ln x.   d out/d x = 1/x.   (x <= 0 gives -inf or NaN, as in numpy.)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.log(x)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved
+        return grad_out / x
+
+
+class ReLU(Function):
+    """out = max(x, 0).   d out/d x = 1 where x > 0, else 0."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.maximum(x, 0)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved
+        return grad_out * (x > 0)
+
+
+class LeakyReLU(Function):
+    """out = x where x > 0, else negative_slope * x.   d out/d x = 1 or negative_slope.
+
+    The small slope below zero keeps a gradient flowing through units that a plain ReLU would
+    switch off for good ("dead neurons").
+    """
+
+    @staticmethod
+    def forward(ctx, x, negative_slope=0.01):
+        positive = x > 0
+        ctx.save_for_backward(positive)
+        return np.where(positive, x, x * negative_slope)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (positive,) = ctx.saved
+        return np.where(positive, grad_out, grad_out * ctx.options.get("negative_slope", 0.01))
+
+
+class Tanh(Function):
+    """out = tanh x.   d out/d x = 1 - tanh^2 x = 1 - out^2."""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = np.tanh(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (out,) = ctx.saved
+        return grad_out * (1 - out * out)
+
+
+class Sigmoid(Function):
+    """out = 1 / (1 + e^-x).   d out/d x = out (1 - out)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        # exp(-log(1 + e^-x)) written with logaddexp never overflows, even for x = -1000
+        out = np.exp(-np.logaddexp(0, -x)).astype(x.dtype, copy=False)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (out,) = ctx.saved
+        return grad_out * out * (1 - out)
+
+
+# ----- shapes ------------------------------------------------------------------------------------
+class Reshape(Function):
+    """out = x with a new shape (same elements, same order).   The gradient is reshaped back."""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        try:
+            out = x.reshape(shape)
+        except ValueError:
+            raise ValueError(f"cannot reshape a tensor of shape {x.shape} ({x.size} elements) to {tuple(shape)}") from None
+        ctx.save_for_backward(x.shape)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (shape,) = ctx.saved
+        return grad_out.reshape(shape)
+
+
+class Transpose(Function):
+    """out = x with its axes permuted (reversed by default).   The gradient is permuted back."""
+
+    @staticmethod
+    def forward(ctx, x, axes=None):
+        return np.transpose(x, axes)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        axes = ctx.options.get("axes")
+        return np.transpose(grad_out, None if axes is None else np.argsort(axes))
+
+
+class Index(Function):
+    """out = x[index] (slices, integers, integer arrays).   Each picked element gets its gradient
+    back; an element picked twice gets the sum (np.add.at adds up repeated indices)."""
+
+    @staticmethod
+    def forward(ctx, x, index):
+        try:
+            out = x[index]
+        except IndexError as error:
+            raise IndexError(f"index {index!r} does not fit a tensor of shape {x.shape}: {error}") from None
+        ctx.save_for_backward(x.shape, x.dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        shape, dtype = ctx.saved
+        grad = np.zeros(shape, dtype=dtype)
+        np.add.at(grad, ctx.options["index"], grad_out)
+        return grad
+
+
+# ----- classifier ops ----------------------------------------------------------------------------
+def _log_softmax(x, axis):
+    """log softmax(x) = x - max - log(sum(exp(x - max))): the max shift keeps exp from overflowing."""
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+class Softmax(Function):
+    """out_i = e^x_i / sum_j e^x_j.   d loss/d x = out * (grad_out - sum(grad_out * out))."""
+
+    @staticmethod
+    def forward(ctx, x, axis=-1):
+        out = np.exp(_log_softmax(x, axis))
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (out,) = ctx.saved
+        axis = ctx.options.get("axis", -1)
+        return out * (grad_out - (grad_out * out).sum(axis=axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """out_i = x_i - log sum_j e^x_j.   d loss/d x = grad_out - softmax(x) * sum(grad_out)."""
+
+    @staticmethod
+    def forward(ctx, x, axis=-1):
+        out = _log_softmax(x, axis)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (out,) = ctx.saved
+        axis = ctx.options.get("axis", -1)
+        return grad_out - np.exp(out) * grad_out.sum(axis=axis, keepdims=True)
+
+
+class Linear(Function):
+    """out = x @ weight^T + bias, with weight shaped (out_features, in_features) as in PyTorch.
+
+    d loss/d x = grad_out @ weight,  d loss/d weight = grad_out^T @ x,  d loss/d bias = sum of
+    grad_out over the batch. One fused op instead of MatMul, Transpose and Add: three times fewer
+    graph nodes, no transposed copies, and no gradient for x when x is the input data.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None):
+        if x.shape[-1:] != weight.shape[1:]:
+            raise ValueError(
+                f"linear: input of shape {x.shape} does not fit weight of shape {weight.shape}; "
+                f"the input's last axis must be {weight.shape[1]}"
+            )
+        ctx.save_for_backward(x, weight)
+        out = x @ weight.T  # (batch, in) @ (in, out) -> (batch, out)
+        if bias is not None:
+            out += bias  # in place: `out` is a fresh array, so this saves an allocation
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved
+        # flatten any leading axes into one batch axis: (..., features) -> (batch, features)
+        grad_2d = grad_out.reshape(-1, grad_out.shape[-1])
+        needs = ctx.needs_input_grad
+        grad_x = (grad_out @ weight) if needs[0] else None  # (batch, out) @ (out, in) -> (batch, in)
+        grad_weight = (grad_2d.T @ x.reshape(-1, x.shape[-1])) if needs[1] else None  # (out, in)
+        if len(needs) == 2:
+            return grad_x, grad_weight
+        grad_bias = grad_2d.sum(axis=0) if needs[2] else None  # (out,)
+        return grad_x, grad_weight, grad_bias
+
+
+class CrossEntropy(Function):
+    """loss = mean over the batch of -log softmax(logits)[target].
+
+    forward:  log-sum-exp with the row maximum subtracted, so logits of +-1000 stay finite.
+    backward: d loss/d logits = (softmax(logits) - onehot(target)) / N. No log, no epsilon.
+
+    `targets` is either class indices shaped (N,) or probabilities shaped like logits (N, C);
+    for probabilities, d loss/d logits = (softmax * sum(targets) - targets) / N and
+    d loss/d targets = -log_softmax(logits) / N.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, targets):
+        count = logits.shape[0]
+        shifted = logits - logits.max(axis=1, keepdims=True)  # (N, C); the largest logit is now 0
+        exp_shifted = np.exp(shifted)  # every entry in (0, 1]: no overflow
+        sum_exp = exp_shifted.sum(axis=1, keepdims=True)  # (N, 1), >= 1: its log is safe
+        log_probs = shifted - np.log(sum_exp)  # (N, C)
+        if targets.ndim == 1:  # class indices: pick each row's log probability of its class
+            labels = targets.astype(np.intp)
+            loss = -log_probs[np.arange(count), labels].sum() / count
+        else:  # probabilities: their weighted sum of log probabilities
+            labels = None
+            loss = -(targets * log_probs).sum() / count
+        probs = exp_shifted
+        probs /= sum_exp  # softmax, computed in place: (N, C)
+        ctx.save_for_backward(probs, log_probs, labels, targets)
+        return np.asarray(loss, dtype=logits.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        probs, log_probs, labels, targets = ctx.saved
+        count = probs.shape[0]
+        scale = grad_out / count
+        if labels is not None:
+            grad_logits = probs.copy()
+            grad_logits[np.arange(count), labels] -= 1  # softmax - onehot
+            grad_logits *= scale
+            return grad_logits, None
+        grad_logits = (probs * targets.sum(axis=1, keepdims=True) - targets) * scale
+        grad_targets = -log_probs * scale if ctx.needs_input_grad[1] else None
+        return grad_logits, grad_targets
