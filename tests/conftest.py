@@ -20,7 +20,7 @@ MNIST_FILES = (
 
 
 def _skip_or_fail(reason, variable="TINYGRAD_MNIST_REQUIRE_DATA"):
-    if os.environ.get(variable) == "1":
+    if os.environ.get(variable, "").lower() in ("1", "true", "yes"):
         pytest.fail(f"{reason} (and {variable}=1 forbids skipping)")
     pytest.skip(reason)
 
