@@ -4,9 +4,10 @@
     from tinygrad_mnist import functional as F
 """
 
-from . import functional, ops
+from . import functional, nn, ops, optim
 from .function import Context, Function, unbroadcast
 from .gradcheck import GradcheckError, gradcheck
+from .nn import manual_seed
 from .modes import AnomalyError, detect_anomaly, enable_grad, is_grad_enabled, no_grad
 from .tensor import Tensor
 
@@ -23,7 +24,10 @@ __all__ = [
     "functional",
     "gradcheck",
     "is_grad_enabled",
+    "manual_seed",
+    "nn",
     "no_grad",
     "ops",
+    "optim",
     "unbroadcast",
 ]

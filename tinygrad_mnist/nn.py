@@ -1,0 +1,225 @@
+"""Layers: Module, Linear, activations, Sequential. Names and shapes follow torch.nn.
+
+A Module finds its parameters by looking at its attributes: any Tensor with requires_grad=True
+is a parameter, and any Module (or list of Modules) attribute is searched too. Parameters are
+named by their attribute path, "0.weight" in a Sequential, exactly as PyTorch names them, so a
+state_dict maps one to one between the two.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import functional as F
+from .tensor import Tensor
+
+_default_rng = np.random.default_rng()
+
+
+def manual_seed(seed):
+    """Seed the generator layers use for their initial weights when given no `rng`."""
+    global _default_rng
+    _default_rng = np.random.default_rng(seed)
+
+
+class Module:
+    """Base class of layers and models. Subclasses set attributes in __init__ and define forward()."""
+
+    training = True
+
+    def __call__(self, *inputs, **options):
+        return self.forward(*inputs, **options)
+
+    def forward(self, *inputs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if isinstance(value, (Module, Tensor, list, tuple)):
+            # (re)label parameters with their path from this module, e.g. "0.weight";
+            # when this module is itself attached to a parent, the parent relabels them again
+            for path, parameter in self.named_parameters():
+                parameter.name = path
+
+    def named_parameters(self, prefix=""):
+        """Yield (name, tensor) for every parameter, each shared tensor once."""
+        seen = set()
+        for name, value in vars(self).items():
+            for path, parameter in _parameters_in(value, prefix + name):
+                if id(parameter) not in seen:
+                    seen.add(id(parameter))
+                    yield path, parameter
+
+    def parameters(self):
+        """The list of parameters (tensors with requires_grad=True), in definition order."""
+        return [parameter for _, parameter in self.named_parameters()]
+
+    def modules(self):
+        """This module and every module inside it, depth first."""
+        found = [self]
+        for value in vars(self).values():
+            for child in value if isinstance(value, (list, tuple)) else (value,):
+                if isinstance(child, Module):
+                    found.extend(child.modules())
+        return found
+
+    def zero_grad(self):
+        """Forget every parameter's gradient (set .grad to None)."""
+        for parameter in self.parameters():
+            parameter.grad = None
+
+    def train(self, mode=True):
+        """Set training mode (matters to layers such as dropout); returns self."""
+        for module in self.modules():
+            module.training = mode
+        return self
+
+    def eval(self):
+        """Set evaluation mode; returns self."""
+        return self.train(False)
+
+    def state_dict(self):
+        """{parameter name: a copy of its ndarray}: everything needed to rebuild the weights."""
+        return {name: parameter.data.copy() for name, parameter in self.named_parameters()}
+
+    def load_state_dict(self, state):
+        """Copy arrays from `state` into the parameters, after checking names, shapes and dtypes."""
+        own = dict(self.named_parameters())
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise KeyError(
+                f"state_dict does not match {type(self).__name__}: missing {missing or 'nothing'}, "
+                f"unexpected {unexpected or 'nothing'}; was it saved from a model of another architecture?"
+            )
+        for name, parameter in own.items():
+            array = np.asarray(state[name])
+            if array.shape != parameter.shape:
+                raise ValueError(
+                    f"state_dict['{name}'] has shape {array.shape}, but the model's {name} has shape "
+                    f"{parameter.shape}; the saved model has other layer sizes"
+                )
+            if array.dtype != parameter.dtype:
+                raise TypeError(f"state_dict['{name}'] has dtype {array.dtype}, the model's has {parameter.dtype}")
+        for name, parameter in own.items():
+            np.copyto(parameter.data, state[name])  # in place: optimizers keep their references
+
+    def __repr__(self):
+        children = [f"  ({name}): {value!r}".replace("\n", "\n  ") for name, value in vars(self).items() if isinstance(value, Module)]
+        if not children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        return f"{type(self).__name__}(\n" + "\n".join(children) + "\n)"
+
+    def extra_repr(self):
+        return ""
+
+
+def _parameters_in(value, path):
+    if isinstance(value, Tensor):
+        if value.requires_grad:
+            yield path, value
+    elif isinstance(value, Module):
+        yield from value.named_parameters(prefix=path + ".")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _parameters_in(item, f"{path}.{index}")
+
+
+class Linear(Module):
+    """y = x @ weight^T + bias.   weight: (out_features, in_features), bias: (out_features,).
+
+    Weights start as He (Kaiming) normal: N(0, 2 / in_features), times `init_scale`. The 2 / fan-in
+    variance keeps the size of activations steady through ReLU-like layers; the original program
+    multiplied it by 0.1 (init_scale=0.1) for smaller first steps. Biases start at zero.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, init_scale=1.0, rng=None, dtype=np.float32):
+        rng = _default_rng if rng is None else rng
+        self.in_features = in_features
+        self.out_features = out_features
+        std = math.sqrt(2.0 / in_features) * init_scale
+        weight = rng.standard_normal((out_features, in_features)) * std
+        self.weight = Tensor(weight.astype(dtype), requires_grad=True)
+        self.bias = Tensor(np.zeros(out_features, dtype=dtype), requires_grad=True) if bias else None
+
+    def forward(self, x):
+        if x.shape[-1:] != (self.in_features,):
+            hint = ""
+            if x.ndim > 2 and math.prod(x.shape[1:]) == self.in_features:
+                hint = f"; flatten it to ({x.shape[0]}, {self.in_features}) first"
+            raise ValueError(
+                f"Linear({self.in_features}, {self.out_features}) got input of shape {x.shape}{hint}"
+                + ("" if hint else f"; its last axis must be {self.in_features}")
+            )
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class LeakyReLU(Module):
+    """x where x > 0, negative_slope * x elsewhere."""
+
+    def __init__(self, negative_slope=0.01):
+        self.negative_slope = negative_slope
+
+    def forward(self, x):
+        return F.leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+
+class ReLU(Module):
+    """max(x, 0)."""
+
+    def forward(self, x):
+        return F.relu(x)
+
+
+class Flatten(Module):
+    """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...)."""
+
+    def forward(self, x):
+        return x.flatten(1)
+
+
+class Sequential(Module):
+    """Modules applied one after another. Children are named "0", "1", ... as in PyTorch."""
+
+    def __init__(self, *modules):
+        for index, module in enumerate(modules):
+            setattr(self, str(index), module)
+        self.length = len(modules)
+
+    def __getitem__(self, index):
+        return getattr(self, str(range(self.length)[index]))
+
+    def __len__(self):
+        return self.length
+
+    def __iter__(self):
+        return (self[index] for index in range(self.length))
+
+    def forward(self, x):
+        for module in self:
+            x = module(x)
+        return x
+
+
+def mlp(layer_sizes, negative_slope=0.01, init_scale=1.0, rng=None, dtype=np.float32):
+    """The original program's network: Linear layers with leaky ReLU between them.
+
+    mlp([784, 128, 10]) == Sequential(Linear(784, 128), LeakyReLU(), Linear(128, 10)).
+    The last layer has no activation: it returns raw logits for F.cross_entropy.
+    """
+    if len(layer_sizes) < 2:
+        raise ValueError(f"mlp needs at least an input and an output size, got {list(layer_sizes)}")
+    layers = []
+    for index, (fan_in, fan_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):
+        layers.append(Linear(fan_in, fan_out, init_scale=init_scale, rng=rng, dtype=dtype))
+        if index < len(layer_sizes) - 2:
+            layers.append(LeakyReLU(negative_slope))
+    return Sequential(*layers)
