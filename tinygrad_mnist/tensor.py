@@ -279,9 +279,12 @@ class Tensor:
     def transpose(self, *axes):
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
-        if axes and sorted(_check_axis(axis, self.ndim) for axis in axes) != list(range(self.ndim)):
+        # negative axes count from the end, as in numpy; Transpose.backward inverts the
+        # permutation with argsort, which needs them as 0..ndim-1
+        normalized = tuple(_check_axis(axis, self.ndim) % max(self.ndim, 1) for axis in axes)
+        if axes and sorted(normalized) != list(range(self.ndim)):
             raise ValueError(f"transpose{axes} must list each axis of a {self.ndim}-d tensor once")
-        return ops.Transpose.apply(self, axes=axes or None)
+        return ops.Transpose.apply(self, axes=normalized or None)
 
     @property
     def T(self):
