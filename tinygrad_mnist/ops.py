@@ -219,7 +219,7 @@ class Max(Function):
         x, out = ctx.saved
         axis = ctx.options.get("axis")
         is_max = x == out
-        ties = is_max.sum(axis=axis, keepdims=True)
+        ties = is_max.sum(axis=axis, keepdims=True, dtype=x.dtype)  # an integer count would upcast float32
         grad = _unreduce(grad_out, x.shape, axis, ctx.options.get("keepdims", False))
         return is_max * (grad / ties)
 
