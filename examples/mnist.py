@@ -251,15 +251,15 @@ def main(argv=None):
             for step, (image_batch, label_batch) in enumerate(progress):
                 optimizer.lr = learning_rate(args, epoch * steps_per_epoch + step, total_steps)
                 x = Tensor(normalize(image_batch).reshape(-1, 784))  # (batch, 28, 28) uint8 -> (batch, 784) float32
-                loss = F.cross_entropy(model(x), label_batch)
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    progress.close()
-                    sys.exit(_diverged_message(epoch, step, steps_per_epoch, loss_value, args))
-                optimizer.zero_grad()
                 try:
+                    loss = F.cross_entropy(model(x), label_batch)
+                    loss_value = loss.item()
+                    if not math.isfinite(loss_value):
+                        progress.close()
+                        sys.exit(_diverged_message(epoch, step, steps_per_epoch, loss_value, args))
+                    optimizer.zero_grad()
                     loss.backward()
-                except tg.AnomalyError as error:
+                except tg.AnomalyError as error:  # only raised under --detect-anomaly
                     progress.close()
                     sys.exit(f"error: in epoch {epoch + 1}, step {step + 1}: {error}")
                 optimizer.step()
@@ -315,7 +315,7 @@ def _stopped(epoch, step, steps_per_epoch, args):
 
 def draw_step_graph(model, images, labels, args):
     """Draw the graph of one training step (forward and backward of the first batch)."""
-    from tinygrad_mnist.viz import DOT_INSTALL_HINT, draw_graph, render
+    from tinygrad_mnist.viz import INSTALL_HINT, draw_graph, render
 
     x = Tensor(normalize(images[: args.batch_size]).reshape(-1, 784), name="images")
     loss = F.cross_entropy(model(x), labels[: args.batch_size])
@@ -325,7 +325,7 @@ def draw_step_graph(model, images, labels, args):
     model.zero_grad()
     print(f"Graph of one training step written to {written}")
     if written.suffix == ".dot" and args.graph.suffix != ".dot":
-        print(DOT_INSTALL_HINT)
+        print(INSTALL_HINT)
 
 
 if __name__ == "__main__":
