@@ -26,6 +26,8 @@ class CheckpointError(ValueError):
 
 
 class Checkpoint(NamedTuple):
+    """What load_checkpoint returns: the model's and the optimizer's arrays, and the JSON record."""
+
     model_state: dict  # parameter name -> ndarray (a Module's state_dict)
     optimizer_state: dict  # an optimizer's state_dict (may be empty)
     meta: dict  # the JSON record: architecture, epoch, RNG state, arguments, ...

@@ -73,14 +73,17 @@ class Function:
 
     @staticmethod
     def forward(ctx, *arrays, **options):
+        """The op on plain ndarrays: return the output array; save what backward needs on ctx."""
         raise NotImplementedError("a Function subclass must define forward(ctx, *arrays)")
 
     @staticmethod
     def backward(ctx, grad_out):
+        """d loss/d input = grad_out * d output/d input, one array (or None) per input of forward."""
         raise NotImplementedError("a Function subclass must define backward(ctx, grad_out)")
 
     @classmethod
     def apply(cls, *inputs, **options):
+        """Run the op on Tensors (arrays, numbers) and return a Tensor linked to its inputs."""
         from .tensor import Tensor  # tensor.py imports this module, so import at call time
 
         tensors = _as_tensors(inputs, Tensor)

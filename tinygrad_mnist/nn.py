@@ -33,6 +33,7 @@ class Module:
         return self.forward(*inputs, **options)
 
     def forward(self, *inputs):
+        """The layer's computation on Tensors; `module(x)` calls it. Subclasses define it."""
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __setattr__(self, name, value):
@@ -113,6 +114,7 @@ class Module:
         return f"{type(self).__name__}(\n" + "\n".join(children) + "\n)"
 
     def extra_repr(self):
+        """The settings shown inside the parentheses of repr(module), e.g. `in_features=784, ...`."""
         return ""
 
 

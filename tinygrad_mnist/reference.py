@@ -81,6 +81,7 @@ class ManualSGD:
         self.buffers = [[np.zeros_like(weight), np.zeros_like(bias)] for weight, bias in params]
 
     def step(self, grads):
+        """Update every parameter in place from `grads`, a list of (grad_weight, grad_bias) pairs."""
         for pair, grad_pair, buffer_pair in zip(self.params, grads, self.buffers):
             for param, grad, buffer in zip(pair, grad_pair, buffer_pair):
                 if self.momentum:

@@ -59,18 +59,22 @@ class Tensor:
     # ----- what a tensor is --------------------------------------------------------------------
     @property
     def shape(self):
+        """The size of each axis, a tuple: (64, 784) for a batch of flattened images."""
         return self.data.shape
 
     @property
     def ndim(self):
+        """The number of axes: 0 for a scalar, 2 for a (batch, features) matrix."""
         return self.data.ndim
 
     @property
     def dtype(self):
+        """The numpy dtype of the data: float32 (the default) or float64."""
         return self.data.dtype
 
     @property
     def size(self):
+        """The number of elements, the product of the shape."""
         return self.data.size
 
     @property
@@ -233,41 +237,59 @@ class Tensor:
 
     # ----- reductions --------------------------------------------------------------------------
     def sum(self, axis=None, keepdims=False):
+        """Sum over `axis` (all axes by default): (N, C).sum(axis=1) -> (N,).   d out/d x_i = 1."""
         return ops.Sum.apply(self, axis=_check_axis(axis, self.ndim), keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
+        """Mean over `axis` (all axes by default) of n elements each.   d out/d x_i = 1/n."""
         return ops.Mean.apply(self, axis=_check_axis(axis, self.ndim), keepdims=keepdims)
 
     def max(self, axis=None, keepdims=False):
+        """Largest element over `axis`.   d out/d x_i = 1/k for each of k tied maxima, else 0."""
         return ops.Max.apply(self, axis=_check_axis(axis, self.ndim), keepdims=keepdims)
 
     # ----- elementwise functions ---------------------------------------------------------------
     def exp(self):
+        """e^x elementwise, same shape.   d out/d x = e^x."""
         return ops.Exp.apply(self)
 
     def log(self):
+        """ln x elementwise, same shape.   d out/d x = 1/x."""
         return ops.Log.apply(self)
 
     def relu(self):
+        """max(x, 0) elementwise, same shape.   d out/d x = 1 where x > 0, else 0."""
         return ops.ReLU.apply(self)
 
     def leaky_relu(self, negative_slope=0.01):
+        """x where x > 0, else negative_slope * x; same shape.   d out/d x = 1 or negative_slope."""
         return ops.LeakyReLU.apply(self, negative_slope=negative_slope)
 
     def tanh(self):
+        """tanh x elementwise, same shape.   d out/d x = 1 - tanh^2 x."""
         return ops.Tanh.apply(self)
 
     def sigmoid(self):
+        """1 / (1 + e^-x) elementwise, same shape.   d out/d x = out (1 - out)."""
         return ops.Sigmoid.apply(self)
 
     def softmax(self, axis=-1):
+        """e^x_i / sum_j e^x_j along `axis` (max subtracted first), same shape; rows sum to 1.
+
+        d loss/d x = out * (grad_out - sum(grad_out * out)) along `axis`.
+        """
         return ops.Softmax.apply(self, axis=_check_axis(axis, self.ndim))
 
     def log_softmax(self, axis=-1):
+        """x_i - log sum_j e^x_j along `axis`, computed stably; same shape.
+
+        d loss/d x = grad_out - softmax(x) * sum(grad_out) along `axis`.
+        """
         return ops.LogSoftmax.apply(self, axis=_check_axis(axis, self.ndim))
 
     # ----- shapes ------------------------------------------------------------------------------
     def reshape(self, *shape):
+        """The same elements in a new shape; one size may be -1: (64, 28, 28) -> reshape(64, -1)."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return ops.Reshape.apply(self, shape=shape)
@@ -277,6 +299,7 @@ class Tensor:
         return self.reshape(*self.shape[:start_axis], -1)
 
     def transpose(self, *axes):
+        """Permute the axes (reverse them when none are given): (N, C) -> (C, N)."""
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         # negative axes count from the end, as in numpy; Transpose.backward inverts the
@@ -288,6 +311,7 @@ class Tensor:
 
     @property
     def T(self):
+        """The transpose, axes reversed: (out, in) -> (in, out)."""
         return self.transpose()
 
     def __getitem__(self, index):
