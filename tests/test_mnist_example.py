@@ -78,12 +78,15 @@ def test_short_training_on_a_subset_reaches_90_percent_and_prints_the_original_r
 
 
 @pytest.mark.mnist
-def test_the_same_seed_gives_the_same_numbers(mnist_dir):
+def test_the_same_seed_gives_the_same_losses_and_weights(mnist_dir, tmp_path):
     args = [*SMALL, "--train-subset", "1000", "--epochs", "2", "--seed", "7"]
-    first, second = run(args, mnist_dir), run(args, mnist_dir)
+    first = run([*args, "--save", tmp_path / "first.npz"], mnist_dir)
+    second = run([*args, "--save", tmp_path / "second.npz"], mnist_dir)
     strip_times = lambda text: re.sub(r"time [\d.]+s|Total time: [\d.]+s", "", text)  # noqa: E731
     assert first.returncode == 0 and second.returncode == 0
     assert strip_times(first.stdout) == strip_times(second.stdout)
+    first_weights, second_weights = weights_of(tmp_path / "first.npz"), weights_of(tmp_path / "second.npz")
+    assert all(first_weights[name].tobytes() == second_weights[name].tobytes() for name in first_weights)
     other = run([*SMALL, "--train-subset", "1000", "--epochs", "2", "--seed", "8"], mnist_dir)
     assert strip_times(other.stdout) != strip_times(first.stdout)
 
