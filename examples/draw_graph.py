@@ -1,0 +1,85 @@
+"""Draw two computation graphs: a scalar expression and one MLP training step.
+
+    python examples/draw_graph.py                       # writes graphs/*.svg, prints each path
+    python examples/draw_graph.py --out-dir docs/img    # regenerates the pictures in docs/graphs.md
+    python examples/draw_graph.py --format png
+
+Each graph is drawn after backward(), so every box shows its gradient too, and in both modes:
+forward (data flow) and backward (gradient flow). Without graphviz's `dot` program the DOT source
+is written instead (.dot files) and the install hint is printed on stderr.
+No data files are needed: the MLP step runs on random images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tinygrad_mnist import Tensor, manual_seed, nn
+from tinygrad_mnist import functional as F
+from tinygrad_mnist.viz import INSTALL_HINT, draw_graph, render
+
+SEED = 0
+BATCH = 4  # a small batch keeps the numbers in the picture about one step you can follow
+LAYER_SIZES = [784, 32, 10]  # a real MNIST input size with a small hidden layer
+
+
+def scalar_expression():
+    """L = (a * b + c) * f, the example from micrograd, with a name on every tensor."""
+    a = Tensor(2.0, requires_grad=True, name="a")
+    b = Tensor(-3.0, requires_grad=True, name="b")
+    c = Tensor(10.0, requires_grad=True, name="c")
+    e = a * b
+    e.name = "e"
+    d = e + c
+    d.name = "d"
+    f = Tensor(-2.0, requires_grad=True, name="f")
+    loss = d * f
+    loss.name = "L"
+    loss.backward()
+    return loss
+
+
+def mlp_step():
+    """One training step's graph: a small MLP on random 28x28 images, cross-entropy, backward."""
+    manual_seed(SEED)
+    rng = np.random.default_rng(SEED)
+    model = nn.mlp(LAYER_SIZES)
+    images = Tensor(rng.random((BATCH, LAYER_SIZES[0]), dtype=np.float32), name="images")
+    labels = rng.integers(0, LAYER_SIZES[-1], size=BATCH)
+    logits = model(images)  # (BATCH, 784) -> (BATCH, 10)
+    logits.name = "logits"
+    loss = F.cross_entropy(logits, labels)  # (BATCH, 10) -> ()
+    loss.name = "loss"
+    loss.backward()
+    return loss
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--out-dir", type=Path, default=Path("graphs"), help="folder for the pictures (default: graphs/)"
+    )
+    parser.add_argument("--format", choices=["svg", "png", "dot"], default="svg", help="file format (default: svg)")
+    args = parser.parse_args(argv)
+
+    pictures = {
+        "scalar_expression": draw_graph(scalar_expression()),
+        "scalar_expression_backward": draw_graph(scalar_expression(), mode="backward"),
+        "mlp_step": draw_graph(mlp_step()),
+        "mlp_step_backward": draw_graph(mlp_step(), mode="backward"),
+    }
+    fell_back = False
+    for name, picture in pictures.items():
+        written = render(picture, args.out_dir / f"{name}.{args.format}")
+        fell_back |= written.suffix != f".{args.format}"
+        print(written)
+    if fell_back:
+        print(INSTALL_HINT, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
