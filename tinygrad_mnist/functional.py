@@ -55,6 +55,8 @@ def cross_entropy(logits, targets):
             f"for one example use logits.reshape(1, -1)"
         )
     count, classes = logits.shape
+    if count == 0 or classes == 0:
+        raise ValueError(f"cross_entropy needs at least one example and one class, got logits of shape {logits.shape}")
     target_array = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
     if target_array.shape == logits.shape:  # one probability distribution per row
         if target_array.dtype.kind not in "biuf":

@@ -326,6 +326,8 @@ def _to_float_array(data, dtype=None):
         dtype = np.dtype(dtype)
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"Tensor dtype must be float32 or float64, not {dtype}")
+    if data is None:
+        raise TypeError("Tensor data must be numbers, not None")
     if isinstance(data, (str, bytes)):
         raise TypeError(f"Tensor data must be numbers, not a string ({data!r})")
     try:
