@@ -291,3 +291,8 @@ def test_anomaly_mode_is_switched_off_after_an_error():
     with pytest.raises(AnomalyError), detect_anomaly(), np.errstate(invalid="ignore"):
         Tensor([-1.0]).log()
     assert not modes.anomaly_enabled
+
+
+def test_linear_with_a_bias_of_the_wrong_size_names_both_shapes():
+    with pytest.raises(ValueError, match=r"bias of shape \(5,\).*weight of shape \(4, 3\)"):
+        F.linear(Tensor(np.ones((2, 3))), Tensor(np.ones((4, 3))), Tensor(np.ones(5)))

@@ -174,3 +174,12 @@ def test_detach_shares_the_data_but_not_the_graph():
     detached = y.detach()
     assert detached.data is y.data
     assert not detached.requires_grad and detached.is_leaf
+
+
+def test_a_numpy_float64_leaky_relu_slope_keeps_float32_float32():
+    x = Tensor(np.array([-1.0, 2.0], dtype=np.float32), requires_grad=True)
+    out = x.leaky_relu(np.float64(0.1))
+    assert out.dtype == np.float32
+    out.sum().backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad, [0.1, 1.0], rtol=1e-6)

@@ -277,14 +277,16 @@ class LeakyReLU(Function):
 
     @staticmethod
     def forward(ctx, x, negative_slope=0.01):
+        # the slope in x's dtype: a numpy float64 slope would silently turn float32 into float64
+        slope = x.dtype.type(negative_slope)
         positive = x > 0
-        ctx.save_for_backward(positive)
-        return np.where(positive, x, x * negative_slope)
+        ctx.save_for_backward(positive, slope)
+        return np.where(positive, x, x * slope)
 
     @staticmethod
     def backward(ctx, grad_out):
-        (positive,) = ctx.saved
-        return np.where(positive, grad_out, grad_out * ctx.options.get("negative_slope", 0.01))
+        positive, slope = ctx.saved
+        return np.where(positive, grad_out, grad_out * slope)
 
 
 class Tanh(Function):
@@ -425,6 +427,8 @@ class Linear(Function):
                 f"linear: input of shape {x.shape} does not fit weight of shape {weight.shape}; "
                 f"the input's last axis must be {weight.shape[1]}"
             )
+        if bias is not None and bias.shape != weight.shape[:1]:
+            raise ValueError(f"linear: bias of shape {bias.shape} does not fit weight of shape {weight.shape}; it must be {weight.shape[:1]}")
         ctx.save_for_backward(x, weight)
         out = x @ weight.T  # (batch, in) @ (in, out) -> (batch, out)
         if bias is not None:
