@@ -84,11 +84,8 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **options):
         """Run the op on Tensors (arrays, numbers) and return a Tensor linked to its inputs."""
-        from .tensor import Tensor  # tensor.py imports this module, so import at call time
-
-        tensors = _as_tensors(inputs, Tensor)
-        needs_input_grad = tuple(tensor.requires_grad for tensor in tensors)
-        requires_grad = modes.grad_enabled and True in needs_input_grad
+        tensors = _as_tensors(inputs)
+        needs_input_grad = tuple([tensor.requires_grad for tensor in tensors])
         ctx = Context(cls, tensors, options, needs_input_grad)
 
         out = cls.forward(ctx, *[tensor.data for tensor in tensors], **options)
@@ -96,16 +93,19 @@ class Function:
             modes.check_finite(out, cls, "forward", tensors)
 
         result = Tensor._from_op(out, tensors[0].data.dtype)
-        if requires_grad:
+        if modes.grad_enabled and True in needs_input_grad:
             result.requires_grad = True
             result._ctx = ctx  # the link backward() follows from this output to its inputs
         return result
 
 
-def _as_tensors(inputs, Tensor):
+def _as_tensors(inputs):
     """Wrap non-Tensor inputs as constants with the dtype of the first Tensor input."""
-    if all(type(item) is Tensor for item in inputs):
-        return inputs  # the common case: nothing to convert
+    for item in inputs:
+        if type(item) is not Tensor:
+            break
+    else:
+        return inputs  # the common case: all Tensors already, nothing to convert
     like = next((item for item in inputs if isinstance(item, Tensor)), None)
     dtype = like.data.dtype if like is not None else None
     return tuple(item if isinstance(item, Tensor) else Tensor(item, dtype=dtype) for item in inputs)
@@ -125,3 +125,9 @@ def unbroadcast(grad, shape):
         extra + i for i, size in enumerate(shape) if size == 1 and grad.shape[extra + i] != 1
     )
     return grad.sum(axis=axes, keepdims=True).reshape(shape)
+
+
+# `apply` wraps every output in a Tensor, and tensor.py imports this module (through ops.py), so
+# the import comes last: by the time tensor.py runs, everything it needs from here is defined.
+# (An import inside `apply` would work too, but it costs half a microsecond on every op.)
+from .tensor import Tensor  # noqa: E402

@@ -73,7 +73,9 @@ def cross_entropy(logits, targets):
         target_array.dtype.kind == "f" and not np.array_equal(target_array, np.round(target_array))
     ):
         raise TypeError(f"cross_entropy class indices must be whole numbers, got {target_array.dtype} values")
-    if count and (target_array.min() < 0 or target_array.max() >= classes):
+    # unsigned labels (MNIST's are uint8) cannot be negative: one pass over them is enough
+    lowest = 0 if target_array.dtype.kind in "bu" else target_array.min()
+    if lowest < 0 or target_array.max() >= classes:
         raise ValueError(
             f"cross_entropy class indices must lie in 0..{classes - 1} for {classes} classes; "
             f"got values from {target_array.min()} to {target_array.max()}"

@@ -206,8 +206,8 @@ class Sequential(Module):
         return (self[index] for index in range(self.length))
 
     def forward(self, x):
-        for module in self:
-            x = module(x)
+        for index in range(self.length):
+            x = getattr(self, str(index))(x)  # the child named "0", then "1", ...
         return x
 
 

@@ -466,26 +466,27 @@ class CrossEntropy(Function):
         shifted = logits - logits.max(axis=1, keepdims=True)  # (N, C); the largest logit is now 0
         exp_shifted = np.exp(shifted)  # every entry in (0, 1]: no overflow
         sum_exp = exp_shifted.sum(axis=1, keepdims=True)  # (N, 1), >= 1: its log is safe
-        log_probs = shifted - np.log(sum_exp)  # (N, C)
-        if targets.ndim == 1:  # class indices: pick each row's log probability of its class
-            labels = targets.astype(np.intp)
-            loss = -log_probs[np.arange(count), labels].sum() / count
-        else:  # probabilities: their weighted sum of log probabilities
-            labels = None
-            loss = -(targets * log_probs).sum() / count
+        log_sum_exp = np.log(sum_exp)  # (N, 1)
         probs = exp_shifted
         probs /= sum_exp  # softmax, computed in place: (N, C)
-        ctx.save_for_backward(probs, log_probs, labels, targets)
+        if targets.ndim == 1:  # class indices: each row's log probability of its class
+            rows, labels = np.arange(count), targets.astype(np.intp)
+            # log softmax at the label only, shifted - log_sum_exp, without the other N x (C - 1)
+            loss = -(shifted[rows, labels] - log_sum_exp[:, 0]).sum() / count
+            ctx.save_for_backward(probs, rows, labels, None, None)
+        else:  # probabilities: their weighted sum of log probabilities
+            log_probs = shifted - log_sum_exp  # (N, C)
+            loss = -(targets * log_probs).sum() / count
+            ctx.save_for_backward(probs, None, None, log_probs, targets)
         return np.asarray(loss, dtype=logits.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):
-        probs, log_probs, labels, targets = ctx.saved
-        count = probs.shape[0]
-        scale = grad_out / count
-        if labels is not None:
+        probs, rows, labels, log_probs, targets = ctx.saved
+        scale = grad_out / probs.shape[0]  # the loss is a mean over the N rows
+        if labels is not None:  # class indices
             grad_logits = probs.copy()
-            grad_logits[np.arange(count), labels] -= 1  # softmax - onehot
+            grad_logits[rows, labels] -= 1  # softmax - onehot
             grad_logits *= scale
             return grad_logits, None
         grad_logits = (probs * targets.sum(axis=1, keepdims=True) - targets) * scale

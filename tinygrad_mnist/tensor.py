@@ -150,16 +150,24 @@ class Tensor:
             input_grads = ctx.function.backward(ctx, grad)
             if type(input_grads) is not tuple:
                 input_grads = (input_grads,)
-            _check_input_grads(ctx, input_grads)
+            if len(input_grads) != len(ctx.inputs):
+                raise _bad_input_grads(ctx, input_grads)
             for parent, parent_grad in zip(ctx.inputs, input_grads):
-                if parent_grad is None or not parent.requires_grad:
+                if parent_grad is None:
                     continue
-                if type(parent_grad) is not np.ndarray or parent_grad.dtype != parent.data.dtype:
-                    parent_grad = np.asarray(parent_grad, dtype=parent.data.dtype)
+                parent_data = parent.data
+                if type(parent_grad) is not np.ndarray or parent_grad.dtype != parent_data.dtype:
+                    parent_grad = np.asarray(parent_grad, dtype=parent_data.dtype)  # a number, or float64
+                if parent_grad.shape != parent_data.shape:
+                    raise _bad_input_grads(ctx, input_grads)
+                if not parent.requires_grad:
+                    continue  # a constant, such as the labels: its gradient goes nowhere
                 if parent in grads:
                     grads[parent] = grads[parent] + parent_grad  # a tensor used twice: add up
                 else:
                     grads[parent] = parent_grad
+            if modes.anomaly_enabled:
+                modes.check_finite(input_grads, ctx.function, "backward", ctx.inputs)
 
     def _graph_order(self):
         """Every tensor that self depends on and that requires grad, inputs before outputs.
@@ -362,23 +370,25 @@ def _keep_grad(tensor, grad, stored):
         tensor.grad += grad  # accumulate over backward() calls, like PyTorch
 
 
-def _check_input_grads(ctx, input_grads):
-    """Catch a backward() that returns the wrong number of gradients or wrong shapes (custom ops)."""
+def _bad_input_grads(ctx, input_grads):
+    """The error for a backward() that returned the wrong number of gradients or a wrong shape.
+
+    Built-in ops never do; a custom op can, and the message says which input and how to fix it.
+    """
     name = ctx.function.__name__
     if len(input_grads) != len(ctx.inputs):
-        raise RuntimeError(
+        return RuntimeError(
             f"{name}.backward returned {len(input_grads)} gradient(s) for {len(ctx.inputs)} input(s); "
             f"return one per input of forward, None for inputs that need none"
         )
     for index, (parent, parent_grad) in enumerate(zip(ctx.inputs, input_grads)):
         if parent_grad is not None and np.shape(parent_grad) != parent.data.shape:
-            raise RuntimeError(
+            return RuntimeError(
                 f"{name}.backward returned a gradient of shape {np.shape(parent_grad)} for input "
                 f"{index} of shape {parent.data.shape}; a gradient has the shape of its input "
                 f"(use unbroadcast() if forward broadcast it)"
             )
-    if modes.anomaly_enabled:
-        modes.check_finite(input_grads, ctx.function, "backward", ctx.inputs)
+    return RuntimeError(f"{name}.backward returned gradients that do not fit its inputs")
 
 
 def _check_axis(axis, ndim):
