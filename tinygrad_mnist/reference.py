@@ -20,8 +20,8 @@ def mlp_loss_and_grads(params, images, labels, negative_slope=0.01):
     images  (N, in) inputs;  labels (N,) integer classes
     Returns (loss, [(grad_weight, grad_bias), ...]) in the dtype of the parameters.
     """
-    # forward, keeping what backward needs: each layer's input and where it was positive
-    layer_inputs, positives = [], []
+    # forward, keeping what backward needs: each layer's input and its leaky ReLU's slopes
+    layer_inputs, slopes = [], []
     activation = images
     for index, (weight, bias) in enumerate(params):
         layer_inputs.append(activation)
@@ -31,8 +31,12 @@ def mlp_loss_and_grads(params, images, labels, negative_slope=0.01):
             logits = pre_activation
         else:
             positive = pre_activation > 0
-            positives.append(positive)
-            activation = np.where(positive, pre_activation, pre_activation * negative_slope)
+            # leaky ReLU's slope: 1 where positive, negative_slope elsewhere (True is 1, False 0).
+            # Multiplying by it is np.where(positive, pre, pre * negative_slope), exactly, but
+            # without a branch per element (which a random mask makes slow: see ops.LeakyReLU)
+            slope = positive + ~positive * pre_activation.dtype.type(negative_slope)
+            slopes.append(slope)
+            activation = pre_activation * slope
 
     # softmax cross-entropy, with the row max subtracted so exp cannot overflow
     count = logits.shape[0]
@@ -55,7 +59,7 @@ def mlp_loss_and_grads(params, images, labels, negative_slope=0.01):
         if index > 0:
             grad = grad @ weight  # (N, out) @ (out, in) -> (N, in): d loss / d activation
             # through leaky ReLU: slope 1 where the input was positive, negative_slope elsewhere
-            grad = np.where(positives[index - 1], grad, grad * negative_slope)
+            grad *= slopes[index - 1]
     grads.reverse()
     return loss, grads
 
