@@ -59,8 +59,15 @@ TRAINING_FLAGS = tuple(DEFAULTS)  # the settings a checkpoint carries, fixed on 
 EVAL_CHUNK = 5000  # evaluate this many images at a time: bounded memory
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad argument gets one line (the reason), not the whole usage text."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Train an MLP on MNIST with tinygrad_mnist.",
         epilog="Flags left out take their value from --preset, else from the defaults shown.",
     )
