@@ -69,19 +69,18 @@ def cross_entropy(logits, targets):
             f"cross_entropy targets must be class indices shaped ({count},) or probabilities shaped "
             f"{logits.shape}; got shape {target_array.shape}"
         )
-    if target_array.dtype.kind not in "biuf" or (
-        target_array.dtype.kind == "f" and not np.array_equal(target_array, np.round(target_array))
-    ):
+    kind = target_array.dtype.kind
+    if kind not in "biuf" or (kind == "f" and not np.array_equal(target_array, np.round(target_array))):
         raise TypeError(f"cross_entropy class indices must be whole numbers, got {target_array.dtype} values")
     # unsigned labels (MNIST's are uint8) cannot be negative: one pass over them is enough
-    lowest = 0 if target_array.dtype.kind in "bu" else target_array.min()
+    lowest = 0 if kind in "bu" else target_array.min()
     if lowest < 0 or target_array.max() >= classes:
         raise ValueError(
             f"cross_entropy class indices must lie in 0..{classes - 1} for {classes} classes; "
             f"got values from {target_array.min()} to {target_array.max()}"
         )
     # class indices travel as a constant input, so the graph shows where the labels came in
-    return ops.CrossEntropy.apply(logits, Tensor(target_array, dtype=logits.dtype))
+    return ops.CrossEntropy.apply(logits, Tensor(target_array.astype(logits.dtype)))
 
 
 def mse_loss(prediction, target):

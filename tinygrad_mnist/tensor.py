@@ -328,6 +328,8 @@ class Tensor:
 
 def _to_float_array(data, dtype=None):
     """The ndarray a Tensor holds: float32/float64 kept, other numbers to float32, the rest refused."""
+    if type(data) is np.ndarray and dtype is None and data.dtype in FLOAT_DTYPES:
+        return data  # the common case (a batch of inputs): nothing to check or convert
     if isinstance(data, Tensor):
         data = data.data
     if dtype is not None:
