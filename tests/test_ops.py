@@ -516,3 +516,8 @@ def test_gradcheck_checks_only_the_inputs_that_require_grad():
     checked = Tensor([1.0, 2.0], requires_grad=True)
     constant = Tensor([3.0, 4.0])  # the wrong backward would only show in its gradient
     assert gradcheck(lambda x, c: x * 2 + SquareWithWrongBackward.apply(c), [checked, constant])
+
+
+def test_cross_entropy_of_a_perfect_prediction_is_plus_zero_not_minus_zero():
+    loss = F.cross_entropy(Tensor([[0.0, -200.0]]), [0])
+    assert loss.item() == 0.0 and not np.signbit(loss.item())

@@ -477,7 +477,7 @@ class CrossEntropy(Function):
         if targets.ndim == 1:  # class indices: each row's log probability of its class
             rows, labels = np.arange(count), targets.astype(np.intp)
             # log softmax at the label only, shifted - log_sum_exp, without the other N x (C - 1)
-            loss = -(shifted[rows, labels] - log_sum_exp[:, 0]).sum() / count
+            loss = (log_sum_exp[:, 0] - shifted[rows, labels]).sum() / count  # -log p, written as +0 at p = 1
             ctx.save_for_backward(probs, rows, labels, None, None)
         else:  # probabilities: their weighted sum of log probabilities
             log_probs = shifted - log_sum_exp  # (N, C)
