@@ -111,7 +111,7 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
-def describe_machine():
+def describe_machine(with_torch):
     lines = [
         f"- CPU: {cpu_name()}, {os.cpu_count()} logical cores ({platform.system()} {platform.release()})",
         f"- Python {platform.python_version()}, numpy {np.__version__}, tinygrad_mnist {tinygrad_mnist.__version__}",
@@ -122,6 +122,8 @@ def describe_machine():
         lines.append(f"- environment: {blas_variables}")
     if torch is None:
         lines.append("- PyTorch: not installed; its columns are skipped")
+    elif not with_torch:
+        lines.append(f"- PyTorch {torch.__version__}: left out (--no-torch)")
     else:
         lines.append(f"- PyTorch {torch.__version__}, {torch.get_num_threads()} threads (set to match numpy's BLAS)")
     return "\n".join(lines)
@@ -528,7 +530,7 @@ def main(argv=None):
     if with_torch:
         torch.set_num_threads(blas_threads())  # the same number of threads numpy's BLAS has
     print("## Machine\n")
-    print(describe_machine())
+    print(describe_machine(with_torch))
     if not with_torch:
         print("\nPyTorch skipped: " + ("--no-torch given" if torch is not None else "not installed (pip install torch to compare)"))
 
