@@ -56,6 +56,7 @@ PRESETS = {
     },
 }
 TRAINING_FLAGS = tuple(DEFAULTS)  # the settings a checkpoint carries, fixed on --resume
+RUN_RECORD = ("settings", "layer_sizes", "epoch", "rng_state")  # what else --save records
 EVAL_CHUNK = 5000  # evaluate this many images at a time: bounded memory
 
 
@@ -108,14 +109,14 @@ def parse_args(argv=None):
         for flag, value in settings.items():
             if getattr(args, flag) is None:
                 setattr(args, flag, value)
-        _validate(parser, args)
+        _validate(parser.error, args)
     if args.data_dir is not None and not args.data_dir.is_dir():
         parser.error(f"--data-dir {args.data_dir} is not a folder")
     return args
 
 
-def _validate(parser, args):
-    """Reject settings that cannot train, with a one-line reason (argparse exits with status 2)."""
+def _validate(fail, args):
+    """Reject settings that cannot train: call `fail` with a one-line reason (parser.error exits 2)."""
     checks = [
         (args.epochs >= 0, f"--epochs must be 0 or more, got {args.epochs}"),
         (args.batch_size >= 1, f"--batch-size must be at least 1, got {args.batch_size}"),
@@ -129,13 +130,13 @@ def _validate(parser, args):
     ]
     for ok, message in checks:
         if not ok:
-            parser.error(message)
+            fail(message)
     try:
         args.hidden_sizes = [int(size) for size in str(args.hidden).split(",")]
     except ValueError:
-        parser.error(f"--hidden takes sizes separated by commas, like 256 or 128,64; got {args.hidden!r}")
+        fail(f"--hidden takes sizes separated by commas, like 256 or 128,64; got {args.hidden!r}")
     if any(size < 1 for size in args.hidden_sizes):
-        parser.error(f"--hidden sizes must be at least 1, got {args.hidden!r}")
+        fail(f"--hidden sizes must be at least 1, got {args.hidden!r}")
 
 
 # ----- evaluation ----------------------------------------------------------------------------
@@ -198,13 +199,18 @@ def main(argv=None):
             checkpoint = load_checkpoint(args.resume or args.load)
         except (CheckpointError, FileNotFoundError) as error:
             sys.exit(f"error: {error}")
+        missing = [key for key in RUN_RECORD if key not in checkpoint.meta]
+        missing += [f"settings.{flag}" for flag in TRAINING_FLAGS if flag not in checkpoint.meta.get("settings", {})]
+        if missing:
+            sys.exit(f"error: {args.resume or args.load} is not a checkpoint of this script: its record lacks {', '.join(missing)}")
         if args.resume:
-            for flag, value in checkpoint.meta["settings"].items():
-                setattr(args, flag, value)
-            args.hidden_sizes = checkpoint.meta["layer_sizes"][1:-1]
-            args.save = args.save or args.resume
+            for flag in TRAINING_FLAGS:
+                setattr(args, flag, checkpoint.meta["settings"][flag])
             args.train_subset = checkpoint.meta.get("train_subset")
             args.test_subset = checkpoint.meta.get("test_subset")
+            _validate(lambda message: sys.exit(f"error: {args.resume} holds invalid settings: {message}"), args)
+            args.hidden_sizes = checkpoint.meta["layer_sizes"][1:-1]
+            args.save = args.save or args.resume
         elif "hidden" in args.given and args.hidden_sizes != checkpoint.meta["layer_sizes"][1:-1]:
             sys.exit(f"error: --hidden {args.hidden} does not match the saved model's layers {checkpoint.meta['layer_sizes']}")
         else:
@@ -336,4 +342,8 @@ def draw_step_graph(model, images, labels, args):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (loading data, evaluating)
+        print("\nStopped by Ctrl-C.", file=sys.stderr)
+        sys.exit(130)

@@ -197,3 +197,44 @@ def test_the_model_gradients_equal_the_manual_backprop_reference():
     for index, (grad_weight, grad_bias) in zip((0, 2, 4), expected_grads):
         np.testing.assert_allclose(model[index].weight.grad, grad_weight, rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(model[index].bias.grad, grad_bias, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.mnist
+def test_resuming_a_checkpoint_without_a_training_record_says_what_it_lacks(mnist_dir, tmp_path):
+    from tinygrad_mnist import nn
+    from tinygrad_mnist.checkpoint import save_checkpoint
+
+    path = save_checkpoint(tmp_path / "weights-only.npz", nn.mlp([784, 64, 10]).state_dict(), note="made by hand")
+    result = run(["--resume", path, "--quiet"], mnist_dir)
+    assert result.returncode == 1
+    assert "is not a checkpoint of this script" in result.stderr and "settings" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.mnist
+def test_resuming_a_checkpoint_with_invalid_settings_is_refused(mnist_dir, tmp_path):
+    from tinygrad_mnist import nn
+    from tinygrad_mnist.checkpoint import save_checkpoint
+
+    model = nn.mlp([784, 64, 10])
+    settings = {"epochs": 2, "batch_size": 0, "lr": 0.1, "momentum": 0.9, "hidden": "64", "init_scale": 1.0,
+                "negative_slope": 0.01, "clip_norm": None, "clip_value": None, "schedule": "cosine", "seed": 0}
+    path = save_checkpoint(tmp_path / "bad.npz", model.state_dict(), epoch=1, layer_sizes=[784, 64, 10],
+                           settings=settings, rng_state=np.random.default_rng(0).bit_generator.state)
+    result = run(["--resume", path, "--quiet"], mnist_dir)
+    assert result.returncode == 1
+    assert "holds invalid settings: --batch-size must be at least 1" in result.stderr
+
+
+def test_ctrl_c_before_training_starts_exits_130_without_a_traceback():
+    # Ctrl-C while the data loads: stand in for it with a loader that raises KeyboardInterrupt
+    code = (
+        "import runpy, sys, tinygrad_mnist.data as data\n"
+        "def interrupted(*args, **kwargs): raise KeyboardInterrupt\n"
+        "data.load_mnist = interrupted\n"
+        f"sys.argv = ['mnist.py', '--quiet']\n"
+        f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 130
+    assert "Stopped by Ctrl-C." in result.stderr and "Traceback" not in result.stderr
