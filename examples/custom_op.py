@@ -111,11 +111,10 @@ def main(argv=None):
     print("gradcheck Softplus: passed (backward matches central differences)")
 
     try:
-        mnist = load_mnist(args.data_dir)
+        mnist = load_mnist(args.data_dir).subset(args.train_subset, args.test_subset)
     except (MNISTNotFoundError, IDXError) as error:
         sys.exit(f"error: {error}")
-    train_images, train_labels = mnist.train_images[: args.train_subset], mnist.train_labels[: args.train_subset]
-    test_images, test_labels = mnist.test_images[: args.test_subset], mnist.test_labels[: args.test_subset]
+    train_images, train_labels, test_images, test_labels = mnist
 
     rng = np.random.default_rng(args.seed)
     model = softplus_mlp(args.hidden, rng)

@@ -592,3 +592,13 @@ def test_batches_refuse_a_batch_size_below_one_at_the_call(batch_size):
 def test_batches_refuse_images_and_labels_of_different_lengths_at_the_call():
     with pytest.raises(ValueError, match="5 images but 4 labels"):
         batches(np.zeros((5, 2)), np.zeros(4), 2)
+
+
+def test_subset_takes_the_first_examples_of_each_set_as_views():
+    images = np.arange(5 * 2 * 2, dtype=np.uint8).reshape(5, 2, 2)
+    labels = np.arange(5, dtype=np.uint8)
+    mnist = MNIST(images, labels, images[:3], labels[:3])
+    small = mnist.subset(train=2, test=None)
+    assert small.train_labels.tolist() == [0, 1] and small.test_labels.tolist() == [0, 1, 2]
+    assert np.shares_memory(small.train_images, images)
+    assert all(np.array_equal(a, b) for a, b in zip(mnist.subset(), mnist))

@@ -104,6 +104,11 @@ class MNIST(NamedTuple):
     test_images: np.ndarray
     test_labels: np.ndarray
 
+    def subset(self, train=None, test=None):
+        """The first `train` training and the first `test` test examples (all of a set where None),
+        as views: nothing is copied."""
+        return MNIST(self.train_images[:train], self.train_labels[:train], self.test_images[:test], self.test_labels[:test])
+
 
 # ----------------------------------------------------------------------------- IDX files
 
