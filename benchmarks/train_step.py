@@ -532,7 +532,7 @@ def main(argv=None):
     print("## Machine\n")
     print(describe_machine(with_torch))
     if not with_torch:
-        print("\nPyTorch skipped: " + ("--no-torch given" if torch is not None else "not installed (pip install torch to compare)"))
+        print("\nPyTorch skipped: " + ("--no-torch given" if args.no_torch else "not installed (pip install torch to compare)"))
 
     print(f"\n## Training step: 784-H-10 MLP, float32, SGD momentum {MOMENTUM} (median of {args.repeats} blocks)\n")
     load_before = os.getloadavg()[0]
