@@ -183,3 +183,21 @@ def test_a_numpy_float64_leaky_relu_slope_keeps_float32_float32():
     out.sum().backward()
     assert x.grad.dtype == np.float32
     np.testing.assert_allclose(x.grad, [0.1, 1.0], rtol=1e-6)
+
+
+def test_a_custom_op_returning_ints_or_float16_gives_a_tensor_of_its_input_dtype():
+    from tinygrad_mnist import Function
+
+    class Rounded(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return np.round(x).astype(np.int64)
+
+    class Half(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.astype(np.float16)
+
+    x = Tensor(np.array([1.4, 2.6], dtype=np.float64))
+    assert Rounded.apply(x).dtype == np.float64 and Rounded.apply(x).data.tolist() == [1.0, 3.0]
+    assert Half.apply(Tensor([1.5])).dtype == np.float32

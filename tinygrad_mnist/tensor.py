@@ -47,8 +47,8 @@ class Tensor:
         tensor = cls.__new__(cls)
         if type(array) is not np.ndarray:
             array = np.asarray(array)  # reductions return numpy scalars, not 0-d arrays
-        if array.dtype.kind != "f":
-            array = array.astype(dtype)  # a custom op returned ints or bools
+        if array.dtype not in FLOAT_DTYPES:
+            array = array.astype(dtype)  # a custom op returned ints, bools or float16
         tensor.data = array
         tensor.grad = None
         tensor.requires_grad = False
