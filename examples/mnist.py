@@ -153,9 +153,12 @@ def evaluate(model, images, labels):
     return correct, total_loss / len(images)
 
 
-def report(title, correct, total):
+def report(title, model, images, labels):
+    """Print the original program's performance lines for one set; return (correct, mean loss)."""
+    correct, loss = evaluate(model, images, labels)
     print(title)
-    print(f"Correct: {correct}  Incorrect: {total - correct} Accuracy: {100 * correct / total:.2f}%")
+    print(f"Correct: {correct}  Incorrect: {len(images) - correct} Accuracy: {100 * correct / len(images):.2f}%")
+    return correct, loss
 
 
 # ----- training ------------------------------------------------------------------------------
@@ -242,10 +245,12 @@ def main(argv=None):
     if args.graph:
         draw_step_graph(model, train_images, train_labels, args)
 
-    report("Model performance on training data before training:", *_correct_and_total(model, train_images, train_labels))
-    report("Model performance on test data before training:", *_correct_and_total(model, test_images, test_labels))
-    _, initial_loss = evaluate(model, train_images, train_labels)
+    _, initial_loss = report("Model performance on training data before training:", model, train_images, train_labels)
+    report("Model performance on test data before training:", model, test_images, test_labels)
     print(f"Initial loss: {initial_loss:.4f}")
+    # what every checkpoint of this run records besides the arrays, the epoch and the RNG state
+    record = dict(layer_sizes=layer_sizes, settings=settings_of(args), train_subset=args.train_subset,
+                  test_subset=args.test_subset)
 
     steps_per_epoch = math.ceil(len(train_images) / args.batch_size)
     total_steps = args.epochs * steps_per_epoch
@@ -280,29 +285,21 @@ def main(argv=None):
                     progress.close()
                     _stopped(epoch, step, steps_per_epoch, args)
             progress.close()
-            correct, _ = _correct_and_total(model, test_images, test_labels)
+            correct, _ = evaluate(model, test_images, test_labels)
             print(
                 f"Epoch {epoch + 1}/{args.epochs}  loss {loss_sum / steps_per_epoch:.4f}  "
                 f"test accuracy {100 * correct / len(test_images):.2f}%  time {time.perf_counter() - epoch_start:.1f}s"
             )
             if args.save:
-                save_checkpoint(
-                    args.save, model.state_dict(), optimizer.state_dict(), epoch=epoch + 1,
-                    layer_sizes=layer_sizes, settings=settings_of(args), rng_state=rng.bit_generator.state,
-                    train_subset=args.train_subset, test_subset=args.test_subset,
-                )
+                save_checkpoint(args.save, model.state_dict(), optimizer.state_dict(), epoch=epoch + 1,
+                                rng_state=rng.bit_generator.state, **record)
 
-    report("Model performance on training data after training:", *_correct_and_total(model, train_images, train_labels))
-    report("Model performance on test data after training:", *_correct_and_total(model, test_images, test_labels))
+    report("Model performance on training data after training:", model, train_images, train_labels)
+    report("Model performance on test data after training:", model, test_images, test_labels)
     if args.save and args.epochs == 0:
-        save_checkpoint(args.save, model.state_dict(), optimizer.state_dict(), epoch=0, layer_sizes=layer_sizes,
-                        settings=settings_of(args), rng_state=rng.bit_generator.state)
+        save_checkpoint(args.save, model.state_dict(), optimizer.state_dict(), epoch=0,
+                        rng_state=rng.bit_generator.state, **record)
     print(f"Total time: {time.perf_counter() - start_time:.1f}s")
-
-
-def _correct_and_total(model, images, labels):
-    correct, _ = evaluate(model, images, labels)
-    return correct, len(images)
 
 
 def _diverged_message(epoch, step, steps_per_epoch, loss_value, args):
