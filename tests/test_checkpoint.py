@@ -98,7 +98,13 @@ def test_a_flipped_byte_inside_the_file_is_refused(tmp_path):
     data = bytearray(path.read_bytes())
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
         info = archive.getinfo("model/0.weight.npy")
-    data[info.header_offset + 100] ^= 0xFF  # inside the stored array bytes
+    # a zip member is a 30-byte local header, its name, an extra field, then the stored bytes
+    # (the .npy header, then the array): flip a bit of the array's last byte
+    header = info.header_offset
+    name_length = int.from_bytes(data[header + 26 : header + 28], "little")
+    extra_length = int.from_bytes(data[header + 28 : header + 30], "little")
+    last_byte = header + 30 + name_length + extra_length + info.compress_size - 1
+    data[last_byte] ^= 0x01
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
