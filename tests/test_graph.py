@@ -8,7 +8,7 @@ broadcasting both ways, numbers on either side of an operator, and what no_grad 
 import numpy as np
 import pytest
 
-from tinygrad_mnist import Tensor, enable_grad, is_grad_enabled, no_grad
+from tinygrad_mnist import Function, Tensor, enable_grad, is_grad_enabled, no_grad
 
 
 # ----- shapes of graphs --------------------------------------------------------------------------
@@ -234,3 +234,38 @@ def test_detach_cuts_the_graph():
     constant = (x * 10).detach()
     (constant * x).sum().backward()
     np.testing.assert_array_equal(x.grad, [20.0, 30.0])  # no gradient through `constant`
+
+
+class _Scale(Function):
+    """A learner's op: backward reads forward's keyword from ctx.options, default or not."""
+
+    @staticmethod
+    def forward(ctx, x, slope=2.0):
+        return x * slope
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return grad_out * ctx.options["slope"]
+
+
+@pytest.mark.parametrize("options, expected", [({}, 2.0), ({"slope": 3.0}, 3.0)])
+def test_backward_reads_forward_keywords_with_their_defaults_from_ctx_options(options, expected):
+    x = Tensor([1.0, -2.0], requires_grad=True)
+    _Scale.apply(x, **options).sum().backward()
+    np.testing.assert_array_equal(x.grad, [expected, expected])
+
+
+def test_a_default_taken_positionally_by_an_input_is_not_an_option():
+    class AddOptional(Function):
+        @staticmethod
+        def forward(ctx, x, other=None):
+            return x if other is None else x + other
+
+        @staticmethod
+        def backward(ctx, grad_out):
+            return (grad_out,) if len(ctx.inputs) == 1 else (grad_out, grad_out)
+
+    x, y = Tensor([1.0], requires_grad=True), Tensor([2.0], requires_grad=True)
+    AddOptional.apply(x, y).sum().backward()
+    assert y.grad.tolist() == [1.0]
+    assert AddOptional.apply(x)._ctx.options == {"other": None}

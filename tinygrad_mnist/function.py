@@ -24,6 +24,8 @@ later walks those links and calls each op's `backward`.
 
 from __future__ import annotations
 
+import inspect
+
 from . import modes
 
 
@@ -37,7 +39,8 @@ class Context:
     Attributes the engine uses (read them, don't write them):
       function          the Function subclass that made the output
       inputs            the input Tensors, in call order
-      options           the keyword options given to `apply` (shown in graph pictures)
+      options           forward's keyword arguments as this call used them: the ones given to
+                        `apply`, and forward's defaults for the rest (shown in graph pictures)
     """
 
     __slots__ = ("function", "inputs", "options", "needs_input_grad", "saved", "__dict__")
@@ -86,6 +89,14 @@ class Function:
         """Run the op on Tensors (arrays, numbers) and return a Tensor linked to its inputs."""
         tensors = _as_tensors(inputs)
         needs_input_grad = tuple([tensor.requires_grad for tensor in tensors])
+        # backward reads forward's keywords from ctx.options, defaults included, so an op never
+        # has to repeat its own defaults (the dict is built once per Function class)
+        defaults = cls.__dict__.get("_keyword_defaults")
+        if defaults is None:
+            defaults = cls._keyword_defaults = _keyword_defaults(cls.forward)
+        if defaults:
+            # a default fills in a keyword the call left out, unless an input took its place
+            options = {**{name: value for position, name, value in defaults if position > len(inputs)}, **options}
         ctx = Context(cls, tensors, options, needs_input_grad)
 
         out = cls.forward(ctx, *[tensor.data for tensor in tensors], **options)
@@ -97,6 +108,16 @@ class Function:
             result.requires_grad = True
             result._ctx = ctx  # the link backward() follows from this output to its inputs
         return result
+
+
+def _keyword_defaults(forward):
+    """(position, name, default) for each parameter of forward(ctx, ...) that has a default."""
+    parameters = inspect.signature(forward).parameters.values()
+    return tuple(
+        (position, p.name, p.default)
+        for position, p in enumerate(parameters)
+        if p.default is not inspect.Parameter.empty
+    )
 
 
 def _as_tensors(inputs):
