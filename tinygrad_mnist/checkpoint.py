@@ -227,7 +227,7 @@ def _read(file, file_size):
         expected = {"meta.npy", "sha256.npy", *(f"{name}.npy" for name in record["arrays"])}
         if set(members) != expected:
             names = sorted(set(members) ^ expected)
-            raise _Refused(f"its members do not match its record (unexpected or missing: {', '.join(names[:3])}); the file was modified")
+            raise _Refused(f"its members do not match its record (unexpected or missing: {', '.join(repr(name[:60]) for name in names[:3])}); the file was modified")
         stored_digest = _read_text(archive, members["sha256.npy"], max_chars=64)
         digest = hashlib.sha256(text.encode())
         arrays = {}
@@ -246,14 +246,14 @@ def _check_directory(archive, file_size):
     members = {}
     for info in archive.infolist():
         if info.flag_bits & 0x1:
-            raise _Refused(f"member {info.filename!r} is marked encrypted; a checkpoint is never encrypted")
+            raise _Refused(f"member {info.filename[:60]!r} is marked encrypted; a checkpoint is never encrypted")
         if info.compress_type != zipfile.ZIP_STORED:
-            raise _Refused(f"member {info.filename!r} uses zip compression method {info.compress_type}; "
+            raise _Refused(f"member {info.filename[:60]!r} uses zip compression method {info.compress_type}; "
                            "a checkpoint is stored uncompressed (was it rewritten by another tool?)")
         if info.file_size != info.compress_size or info.header_offset + info.compress_size > file_size:
-            raise _Refused(f"member {info.filename!r} declares {info.file_size} bytes, more than the file holds; it is truncated or damaged")
+            raise _Refused(f"member {info.filename[:60]!r} declares {info.file_size} bytes, more than the file holds; it is truncated or damaged")
         if info.filename in members:
-            raise _Refused(f"member {info.filename!r} appears twice; the file was modified")
+            raise _Refused(f"member {info.filename[:60]!r} appears twice; the file was modified")
         members[info.filename] = info
     return members
 
@@ -269,24 +269,24 @@ def _read_member(archive, info, check_header):
         with archive.open(info) as member:
             magic = member.read(8)
             if len(magic) != 8 or magic[:6] != b"\x93NUMPY" or magic[6:] not in (b"\x01\x00", b"\x02\x00"):
-                raise _Refused(f"member {info.filename!r} is not a .npy array")
+                raise _Refused(f"member {info.filename[:60]!r} is not a .npy array")
             length_bytes = 2 if magic[6] == 1 else 4
             length = int.from_bytes(member.read(length_bytes), "little")
             if length > MAX_NPY_HEADER_BYTES:
-                raise _Refused(f"member {info.filename!r} has a .npy header of {length} bytes; numpy writes about 100")
+                raise _Refused(f"member {info.filename[:60]!r} has a .npy header of {length} bytes; numpy writes about 100")
             match = NPY_HEADER.fullmatch(member.read(length).decode("latin1"))
             if match is None:
-                raise _Refused(f"member {info.filename!r} has a damaged .npy header")
+                raise _Refused(f"member {info.filename[:60]!r} has a damaged .npy header")
             shape = tuple(int(size) for size in match[2].replace(",", " ").split())
             nbytes = check_header(match[1], shape)
             if info.file_size != 8 + length_bytes + length + nbytes:
-                raise _Refused(f"member {info.filename!r} holds {info.file_size} bytes; its record says {8 + length_bytes + length + nbytes}")
+                raise _Refused(f"member {info.filename[:60]!r} holds {info.file_size} bytes; its record says {8 + length_bytes + length + nbytes}")
             data = member.read(nbytes)
             if len(data) != nbytes or member.read(1):  # reading to the end makes zipfile check the CRC-32
-                raise _Refused(f"member {info.filename!r} is truncated")
+                raise _Refused(f"member {info.filename[:60]!r} is truncated")
             return data
     except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError, RuntimeError, OSError) as error:
-        raise _Refused(f"member {info.filename!r} cannot be read (truncated or damaged: {error})") from None
+        raise _Refused(f"member {info.filename[:60]!r} cannot be read (truncated or damaged: {error})") from None
 
 
 def _read_text(archive, info, max_chars):
@@ -295,13 +295,13 @@ def _read_text(archive, info, max_chars):
     def check_header(descr, shape):
         chars = int(descr[2:]) if descr.startswith("<U") else -1
         if shape != () or not 0 < chars <= max_chars:
-            raise _Refused(f"member {info.filename!r} is not text of at most {max_chars} characters")
+            raise _Refused(f"member {info.filename[:60]!r} is not text of at most {max_chars} characters")
         return 4 * chars
 
     try:
         return _read_member(archive, info, check_header).decode("utf-32-le")
     except UnicodeDecodeError:
-        raise _Refused(f"member {info.filename!r} is not valid text") from None
+        raise _Refused(f"member {info.filename[:60]!r} is not valid text") from None
 
 
 def _read_array(archive, info, dtype, shape):
@@ -309,7 +309,7 @@ def _read_array(archive, info, dtype, shape):
 
     def check_header(descr, found_shape):
         if descr != dtype.str or found_shape != tuple(shape):
-            raise _Refused(f"member {info.filename!r} holds {descr} {found_shape}; its record says {dtype.str} {tuple(shape)}")
+            raise _Refused(f"member {info.filename[:60]!r} holds {descr} {found_shape}; its record says {dtype.str} {tuple(shape)}")
         return dtype.itemsize * _product(shape)
 
     data = _read_member(archive, info, check_header)
