@@ -68,7 +68,8 @@ def save_checkpoint(path, model_state, optimizer_state=None, **meta):
         for name, array in state.items():
             array = np.ascontiguousarray(array)  # so every .npy header says fortran_order False
             if not ARRAY_DTYPE.fullmatch(array.dtype.str):
-                raise CheckpointError(f"cannot save {prefix} state {name!r} of dtype {array.dtype}: a checkpoint holds bool, int and float arrays")
+                raise CheckpointError(f"cannot save {prefix} state {name!r} of dtype {array.dtype}: "
+                                      "a checkpoint holds bool, int and float arrays")
             if array.dtype.kind == "f" and not np.isfinite(array).all():
                 raise CheckpointError(f"refusing to save {path}: {prefix} state {name!r} holds NaN or Inf (training diverged); "
                                       "the previous checkpoint is kept")
@@ -78,7 +79,8 @@ def save_checkpoint(path, model_state, optimizer_state=None, **meta):
                              "arrays": {key: [array.dtype.str, list(array.shape)] for key, array in arrays.items()},
                              "meta": meta}, allow_nan=False)
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"cannot save {path}: its record must be JSON (dicts, lists, finite numbers, strings): {error}") from None
+        raise CheckpointError(f"cannot save {path}: its record must be JSON "
+                              f"(dicts, lists, finite numbers, strings): {error}") from None
     digest = hashlib.sha256(record.encode())
     for array in arrays.values():
         digest.update(array.tobytes())
@@ -186,6 +188,12 @@ class _Refused(Exception):
     """Internal: one reason a file is refused; load_checkpoint adds the path."""
 
 
+def _quoted(value):
+    """A name or value from the file, quoted and cut short, so an error message stays one line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def load_checkpoint(path):
     """Read and verify a checkpoint written by save_checkpoint. Raises FileNotFoundError when
     there is no file at `path`, and CheckpointError, with the reason, for anything else that
@@ -227,7 +235,8 @@ def _read(file, file_size):
         expected = {"meta.npy", "sha256.npy", *(f"{name}.npy" for name in record["arrays"])}
         if set(members) != expected:
             names = sorted(set(members) ^ expected)
-            raise _Refused(f"its members do not match its record (unexpected or missing: {', '.join(repr(name[:60]) for name in names[:3])}); the file was modified")
+            raise _Refused(f"its members do not match its record (unexpected or missing: "
+                           f"{', '.join(map(_quoted, names[:3]))}); the file was modified")
         stored_digest = _read_text(archive, members["sha256.npy"], max_chars=64)
         digest = hashlib.sha256(text.encode())
         arrays = {}
@@ -246,19 +255,22 @@ def _check_directory(archive, file_size):
     members = {}
     for info in archive.infolist():
         if info.flag_bits & 0x1:
-            raise _Refused(f"member {info.filename[:60]!r} is marked encrypted; a checkpoint is never encrypted")
+            raise _Refused(f"member {_quoted(info.filename)} is marked encrypted; a checkpoint is never encrypted")
         if info.compress_type != zipfile.ZIP_STORED:
-            raise _Refused(f"member {info.filename[:60]!r} uses zip compression method {info.compress_type}; "
+            raise _Refused(f"member {_quoted(info.filename)} uses zip compression method {info.compress_type}; "
                            "a checkpoint is stored uncompressed (was it rewritten by another tool?)")
         if info.file_size != info.compress_size or info.header_offset + info.compress_size > file_size:
-            raise _Refused(f"member {info.filename[:60]!r} declares {info.file_size} bytes, more than the file holds; it is truncated or damaged")
+            raise _Refused(f"member {_quoted(info.filename)} declares {info.file_size} bytes, "
+                           "more than the file holds; it is truncated or damaged")
         if info.filename in members:
-            raise _Refused(f"member {info.filename[:60]!r} appears twice; the file was modified")
+            raise _Refused(f"member {_quoted(info.filename)} appears twice; the file was modified")
         members[info.filename] = info
     return members
 
 
-NPY_HEADER = re.compile(r"\{'descr': '([<>|][a-zA-Z]\d{1,7})', 'fortran_order': False, 'shape': \(((?:\d{1,19}, )*\d{0,19},?)\), \}[ ]*\n?")
+# a .npy header as numpy writes it: a dict's repr in sorted key order, padded with spaces and "\n"
+NPY_HEADER = re.compile(r"\{'descr': '([<>|][a-zA-Z]\d{1,7})', 'fortran_order': False, "
+                        r"'shape': \(((?:\d{1,19}, )*\d{0,19},?)\), \}[ ]*\n?")
 
 
 def _read_member(archive, info, check_header):
@@ -269,24 +281,25 @@ def _read_member(archive, info, check_header):
         with archive.open(info) as member:
             magic = member.read(8)
             if len(magic) != 8 or magic[:6] != b"\x93NUMPY" or magic[6:] not in (b"\x01\x00", b"\x02\x00"):
-                raise _Refused(f"member {info.filename[:60]!r} is not a .npy array")
+                raise _Refused(f"member {_quoted(info.filename)} is not a .npy array")
             length_bytes = 2 if magic[6] == 1 else 4
             length = int.from_bytes(member.read(length_bytes), "little")
             if length > MAX_NPY_HEADER_BYTES:
-                raise _Refused(f"member {info.filename[:60]!r} has a .npy header of {length} bytes; numpy writes about 100")
+                raise _Refused(f"member {_quoted(info.filename)} has a .npy header of {length} bytes; numpy writes about 100")
             match = NPY_HEADER.fullmatch(member.read(length).decode("latin1"))
             if match is None:
-                raise _Refused(f"member {info.filename[:60]!r} has a damaged .npy header")
+                raise _Refused(f"member {_quoted(info.filename)} has a damaged .npy header")
             shape = tuple(int(size) for size in match[2].replace(",", " ").split())
             nbytes = check_header(match[1], shape)
-            if info.file_size != 8 + length_bytes + length + nbytes:
-                raise _Refused(f"member {info.filename[:60]!r} holds {info.file_size} bytes; its record says {8 + length_bytes + length + nbytes}")
+            expected_size = 8 + length_bytes + length + nbytes
+            if info.file_size != expected_size:
+                raise _Refused(f"member {_quoted(info.filename)} holds {info.file_size} bytes; its record says {expected_size}")
             data = member.read(nbytes)
             if len(data) != nbytes or member.read(1):  # reading to the end makes zipfile check the CRC-32
-                raise _Refused(f"member {info.filename[:60]!r} is truncated")
+                raise _Refused(f"member {_quoted(info.filename)} is truncated")
             return data
     except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError, RuntimeError, OSError) as error:
-        raise _Refused(f"member {info.filename[:60]!r} cannot be read (truncated or damaged: {error})") from None
+        raise _Refused(f"member {_quoted(info.filename)} cannot be read (truncated or damaged: {error})") from None
 
 
 def _read_text(archive, info, max_chars):
@@ -295,13 +308,13 @@ def _read_text(archive, info, max_chars):
     def check_header(descr, shape):
         chars = int(descr[2:]) if descr.startswith("<U") else -1
         if shape != () or not 0 < chars <= max_chars:
-            raise _Refused(f"member {info.filename[:60]!r} is not text of at most {max_chars} characters")
+            raise _Refused(f"member {_quoted(info.filename)} is not text of at most {max_chars} characters")
         return 4 * chars
 
     try:
         return _read_member(archive, info, check_header).decode("utf-32-le")
     except UnicodeDecodeError:
-        raise _Refused(f"member {info.filename[:60]!r} is not valid text") from None
+        raise _Refused(f"member {_quoted(info.filename)} is not valid text") from None
 
 
 def _read_array(archive, info, dtype, shape):
@@ -309,7 +322,8 @@ def _read_array(archive, info, dtype, shape):
 
     def check_header(descr, found_shape):
         if descr != dtype.str or found_shape != tuple(shape):
-            raise _Refused(f"member {info.filename[:60]!r} holds {descr} {found_shape}; its record says {dtype.str} {tuple(shape)}")
+            raise _Refused(f"member {_quoted(info.filename)} holds {descr} {found_shape}; "
+                           f"its record says {dtype.str} {tuple(shape)}")
         return dtype.itemsize * _product(shape)
 
     data = _read_member(archive, info, check_header)
@@ -327,18 +341,20 @@ def _parse_record(text, file_size):
         raise _Refused(f"made by an older version of tinygrad_mnist (format {found!r}), whose record was not under "
                        "the checksum; this version reads only checkpoints it can verify: train again to make a new one")
     if found != FORMAT:
-        raise _Refused(f"has format {found!r}; this version reads {FORMAT!r}")
-    if set(record) != {"format", "arrays", "meta"} or not isinstance(record["meta"], dict) or not isinstance(record["arrays"], dict):
+        raise _Refused(f"has format {_quoted(found)}; this version reads {FORMAT!r}")
+    if set(record) != {"format", "arrays", "meta"} or not all(isinstance(record[key], dict) for key in ("arrays", "meta")):
         raise _Refused("its record lacks its 'arrays' or 'meta' table; the file was modified")
     total_bytes = 0
     for name, entry in record["arrays"].items():
         if not (name.startswith(("model/", "optimizer/")) and isinstance(entry, list) and len(entry) == 2
                 and isinstance(entry[0], str) and ARRAY_DTYPE.fullmatch(entry[0]) and isinstance(entry[1], list)
                 and len(entry[1]) <= 32 and all(type(size) is int and size >= 0 for size in entry[1])):
-            raise _Refused(f"its record describes array {name!r} as {str(entry)[:60]}, not [dtype, shape]; the file was modified")
+            raise _Refused(f"its record describes array {_quoted(name)} as {_quoted(entry)}, not [dtype, shape]; "
+                           "the file was modified")
         total_bytes += int(np.dtype(entry[0]).itemsize) * _product(entry[1])
         if total_bytes > file_size:  # stored uncompressed: the arrays cannot be bigger than the file
-            raise _Refused(f"its record declares more array bytes ({total_bytes}) than the file holds ({file_size}); the file was modified")
+            raise _Refused(f"its record declares more array bytes ({total_bytes}) than the file holds ({file_size}); "
+                           "the file was modified")
     return record
 
 
