@@ -148,14 +148,16 @@ def forward_defaults(function):
 
 
 # ----- an op, checked against a reference ---------------------------------------------------------
-def check_op(module, op, arrays, options, reference, label, needs=None, reduction=False, rtol=1e-6, atol=1e-9, diagnose=True):
+def check_op(module, op, arrays, options, reference, label, needs=None, reduction=False, rtol=1e-6, atol=1e-9, diagnose=True, alternatives=()):
     """Run the learner's Function `op` on `arrays` (float64) with keyword `options`, and compare its
     output and the gradients its backward returns with `reference`.
 
     reference(grad_out, *arrays, **options) -> (output, (gradient or None per input)); a None
     gradient marks an input that is not differentiated (a mask). `needs` says which inputs
     require grad (all that have a reference gradient, by default). Raises CheckFailed with a named
-    diagnosis where the mistake is a known one.
+    diagnosis where the mistake is a known one: the gradient's sign flipped, or the gradient
+    right with a keyword at forward's default but wrong with the caller's value, or right under
+    one of `alternatives`, a list of (options to try instead, diagnosis if those pass).
     """
     name = op.__name__
     shown_options = ", ".join(f"{key}={value!r}" for key, value in options.items())
@@ -213,8 +215,13 @@ def check_op(module, op, arrays, options, reference, label, needs=None, reductio
             diagnosis = "wrong-sign"
         else:
             diagnosis = keyword_diagnosis(module, op, options, reference, arrays, label) if diagnose else None
-        if diagnosis is None and reduction and np.allclose(got, want.sum() / want.size * np.ones_like(want)):
-            diagnosis = "reduced-axis-not-put-back"
+        for override, named in alternatives if diagnose and diagnosis is None else ():
+            try:
+                check_op(module, op, arrays, {**options, **override}, reference, label, needs, reduction, diagnose=False)
+            except CheckFailed:
+                continue
+            diagnosis = named
+            break
         where = ""
         if np.shape(arrays[index]) == grad_out.shape:
             where = f"; there the input is {np.asarray(arrays[index])[bad]:.6g} and grad_out is {grad_out[bad]:.6g}"
