@@ -34,6 +34,11 @@ DIAGNOSES = {
     "keyword-not-read-in-backward": "backward used a fixed value where the caller passed another "
     "keyword. Read forward's keyword arguments in backward from ctx.options (it holds the call's "
     "values, forward's defaults included), never a number written into backward.",
+    "mode-ignored": "a layer that behaves differently in training and in evaluation reads "
+    "self.training (set by model.train() and model.eval()): random in training, deterministic "
+    "in evaluation.",
+    "noise-drawn-twice": "backward must use the very random numbers forward used: draw them once "
+    "per call, pass them to the op (or save them), and never draw new ones in backward.",
     "not-implemented": "this part still raises NotImplementedError: write it, then check again.",
 }
 
