@@ -21,8 +21,9 @@ from ..tensor import Tensor
 # The named diagnoses: a short name (printed in brackets, and what the tests look for) and what
 # to do about the mistake it names.
 DIAGNOSES = {
-    "wrong-sign": "the gradient has the right size but the opposite sign. Check the sign of the "
-    "local derivative (d out/d x) on paper, and that you return grad_out * it, not minus it.",
+    "wrong-sign": "the result has the right size but the opposite sign. For an op, check the "
+    "sign of the local derivative (d out/d x) on paper and return grad_out times it; for an "
+    "optimizer, step against the gradient (p = p - lr * ...).",
     "not-summed-to-broadcast-input": "forward broadcast this input (numpy stretched it to the "
     "output's shape), so it was used once per stretched copy and its gradient is the sum over "
     "those copies. Return unbroadcast(grad, input_shape) instead of the output-shaped gradient.",
