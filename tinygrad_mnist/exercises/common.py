@@ -36,10 +36,16 @@ DIAGNOSES = {
     "keyword. Read forward's keyword arguments in backward from ctx.options (it holds the call's "
     "values, forward's defaults included), never a number written into backward.",
     "mode-ignored": "a layer that behaves differently in training and in evaluation reads "
-    "self.training (set by model.train() and model.eval()): random in training, deterministic "
-    "in evaluation.",
+    "self.training (set by model.train() and model.eval()): in training it may use random noise "
+    "or the batch's own statistics and update its running state; in evaluation it is a fixed "
+    "function of its input and changes nothing.",
     "noise-drawn-twice": "backward must use the very random numbers forward used: draw them once "
     "per call, pass them to the op (or save them), and never draw new ones in backward.",
+    "running-var-biased": "running_var keeps the unbiased variance of the batch (divided by N - 1), "
+    "as PyTorch does, while the batch itself is normalized with the biased one (divided by N).",
+    "momentum-reversed": "the running estimates move a little towards each batch: "
+    "running = (1 - momentum) * running + momentum * batch value, with momentum = 0.1 (PyTorch's "
+    "convention; the opposite of an optimizer's momentum).",
     "not-implemented": "this part still raises NotImplementedError: write it, then check again.",
 }
 
