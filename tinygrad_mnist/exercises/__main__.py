@@ -31,7 +31,7 @@ def main(argv=None):
 
     if args.command == "list":
         for number, name in enumerate(EXERCISES, start=1):
-            print(f"{number}. {name:16} {exercise(name).TITLE}" if name in ("elu",) else f"{number}. {name}")
+            print(f"{number}. {name:16} {exercise(name).TITLE}")
         return 0
     try:
         passed = check(args.name, args.path, train=not args.no_train)

@@ -46,6 +46,9 @@ DIAGNOSES = {
     "momentum-reversed": "the running estimates move a little towards each batch: "
     "running = (1 - momentum) * running + momentum * batch value, with momentum = 0.1 (PyTorch's "
     "convention; the opposite of an optimizer's momentum).",
+    "overlapping-windows-overwrite": "where windows overlap (stride < kernel_size), one input "
+    "element can be the largest of several windows; its gradient is the sum of theirs. An "
+    "assignment grad_x[index] = grad_out keeps only the last; np.add.at(grad_x, index, grad_out) adds.",
     "not-implemented": "this part still raises NotImplementedError: write it, then check again.",
 }
 
