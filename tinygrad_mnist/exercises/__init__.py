@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 from .common import CheckFailed, Report, UsageError, load_file
 
@@ -34,6 +35,8 @@ def check(name, path, train=True, out=None):
     """Check the learner's file `path` for exercise `name`; print the steps; True if it passes."""
     out = out or sys.stdout
     checker = exercise(name)
+    if not Path(path).is_file():
+        raise UsageError(f"no file {path}; copy the skeleton from examples/exercises/{name}.py and give your copy's path")
     report = Report(out)
     print(f"checking {path} as exercise {EXERCISES.index(name) + 1}, {name}: {checker.TITLE}", file=out)
     try:

@@ -229,14 +229,16 @@ def check_op(module, op, arrays, options, reference, label, needs=None, reductio
         if np.allclose(got[wrong], -want[wrong], rtol=1e-5, atol=1e-8):
             diagnosis = "wrong-sign"
         else:
-            diagnosis = keyword_diagnosis(module, op, options, reference, arrays, label) if diagnose else None
-        for override, named in alternatives if diagnose and diagnosis is None else ():
-            try:
-                check_op(module, op, arrays, {**options, **override}, reference, label, needs, reduction, diagnose=False)
-            except CheckFailed:
-                continue
-            diagnosis = named
-            break
+            diagnosis = None
+            for override, named in alternatives if diagnose else ():
+                try:
+                    check_op(module, op, arrays, {**options, **override}, reference, label, needs, reduction, diagnose=False)
+                except CheckFailed:
+                    continue
+                diagnosis = named
+                break
+            if diagnose and diagnosis is None:
+                diagnosis = keyword_diagnosis(module, op, options, reference, arrays, label)
         where = ""
         if np.shape(arrays[index]) == grad_out.shape:
             where = f"; there the input is {np.asarray(arrays[index])[bad]:.6g} and grad_out is {grad_out[bad]:.6g}"
