@@ -69,6 +69,18 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, grad_out=None, seed=0)
                     f"gradcheck failed for input {position} (shape {copy.shape}) at index "
                     f"{tuple(int(i) for i in index)}: backward() gives {value:.10g}, "
                     f"central differences give {numeric:.10g} (difference {abs(value - numeric):.3g}, "
-                    f"allowed {atol + rtol * abs(numeric):.3g})"
+                    f"allowed {atol + rtol * abs(numeric):.3g}); "
+                    + _where(flat[flat_index], index, copy.shape, grad_out)
                 )
     return True
+
+
+def _where(value, index, shape, grad_out):
+    """The input value at the failing index and the upstream weight that met it: a wrong sign, a
+    missing grad_out or a branch taken on the wrong side of 0 shows in these two numbers."""
+    text = f"there the input is {value:.10g}"
+    if grad_out.shape == shape:  # elementwise: one output, one upstream weight per input element
+        return text + f" and the upstream gradient grad_out is {grad_out[index]:.10g}"
+    if grad_out.size == 1:
+        return text + f" and the upstream gradient grad_out is {grad_out.reshape(-1)[0]:.10g}"
+    return text + f" (the output has shape {grad_out.shape}, so several upstream gradients meet there)"

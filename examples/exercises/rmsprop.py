@@ -1,0 +1,33 @@
+"""Exercise 5: the RMSprop optimizer, on the Optimizer base. See docs/exercises.md.
+
+Copy this file, fill in the methods, then check your copy:
+
+    python -m tinygrad_mnist.exercises check rmsprop my_rmsprop.py
+"""
+
+import numpy as np
+
+try:
+    from tinygrad_mnist.optim import Optimizer
+except ImportError:  # FALLBACK for an engine without optim.Optimizer; remove when it has it
+    from tinygrad_mnist.exercises.fallback import Optimizer
+
+
+class RMSprop(Optimizer):
+    """RMSprop, with torch.optim.RMSprop's formula. For every parameter p with gradient g, each
+    step, elementwise:
+
+        square = alpha * square + (1 - alpha) * g^2
+        step   = g / (sqrt(square) + eps)
+        buffer = momentum * buffer + step              (with momentum > 0; else buffer = step)
+        p      = p - lr * buffer
+    """
+
+    def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, momentum=0.0):
+        super().__init__(params)  # keeps self.params as a list, gives zero_grad()
+        # keep the settings, and one state array of each kind per parameter
+        raise NotImplementedError("RMSprop.__init__")
+
+    def step(self):
+        """Update every parameter that has a gradient (skip those whose .grad is None), in place."""
+        raise NotImplementedError("RMSprop.step")

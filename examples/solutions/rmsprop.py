@@ -1,0 +1,46 @@
+"""Exercise 5, solved: the RMSprop optimizer, on the Optimizer base (docs/exercises.md).
+
+    python -m tinygrad_mnist.exercises check rmsprop examples/solutions/rmsprop.py
+"""
+
+import numpy as np
+
+try:
+    from tinygrad_mnist.optim import Optimizer
+except ImportError:  # FALLBACK for an engine without optim.Optimizer; remove when it has it
+    from tinygrad_mnist.exercises.fallback import Optimizer
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton, 2012), with torch.optim.RMSprop's formula. For every parameter p with
+    gradient g, each step, elementwise:
+
+        square = alpha * square + (1 - alpha) * g^2    a running mean of g^2: this weight's scale
+        step   = g / (sqrt(square) + eps)              the gradient in units of its usual size
+        buffer = momentum * buffer + step              (with momentum > 0; else buffer = step)
+        p      = p - lr * buffer
+    """
+
+    def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, momentum=0.0):
+        super().__init__(params)  # keeps self.params, gives zero_grad()
+        if not lr > 0 or not 0 <= alpha < 1 or not eps > 0 or not 0 <= momentum < 1:
+            raise ValueError(f"RMSprop needs lr > 0, 0 <= alpha < 1, eps > 0, 0 <= momentum < 1; got {lr}, {alpha}, {eps}, {momentum}")
+        self.lr, self.alpha, self.eps, self.momentum = lr, alpha, eps, momentum
+        # per-parameter state: one array of each kind per parameter, shaped like it
+        self.square_averages = [np.zeros_like(parameter.data) for parameter in self.params]
+        self.momentum_buffers = [np.zeros_like(parameter.data) for parameter in self.params]
+
+    def step(self):
+        """Update every parameter that has a gradient, in place."""
+        for parameter, square, buffer in zip(self.params, self.square_averages, self.momentum_buffers):
+            grad = parameter.grad
+            if grad is None:
+                continue
+            square *= self.alpha
+            square += (1 - self.alpha) * grad * grad
+            update = grad / (np.sqrt(square) + self.eps)
+            if self.momentum:
+                buffer *= self.momentum
+                buffer += update
+                update = buffer
+            parameter.data -= (self.lr * update).astype(parameter.dtype, copy=False)
