@@ -158,3 +158,20 @@ def test_the_script_moves_a_saved_model_to_torch_and_back_with_the_same_logits(t
     ours64 = logits_of(from_torch(torch_model.double()), inputs.astype(np.float64))
     theirs64 = torch_logits(torch, torch_model, inputs.astype(np.float64))
     assert np.abs(ours64 - theirs64).max() <= 1e-5
+
+
+def test_the_pytorch_page_s_torch_blocks_run(torch, tmp_path, monkeypatch):
+    # docs/pytorch.md marks the blocks that need torch `python no-run needs-torch`: tests/test_docs.py
+    # skips them (it runs without torch), and they run here, where torch is installed
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        from test_docs import python_blocks
+    finally:
+        sys.path.remove(str(REPO / "tests"))
+    text = (REPO / "docs" / "pytorch.md").read_text(encoding="utf-8")
+    marked = [line for line in text.splitlines() if line.strip().startswith("```python") and "needs-torch" in line]
+    blocks = [code for _, code in python_blocks(text.replace(" no-run needs-torch", ""))]
+    runnable = [code for code in blocks if "import torch" in code and "torch.load" not in code]
+    assert len(marked) == len(runnable) == 1
+    monkeypatch.chdir(tmp_path)
+    exec(compile(runnable[0], str(REPO / "docs" / "pytorch.md"), "exec"), {})

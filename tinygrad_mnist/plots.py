@@ -113,7 +113,7 @@ def plot_training(path, *, step_losses, epoch_accuracies, images, labels, logits
     predictions = logits.argmax(axis=1)
     figure = Figure(figsize=(15, 9), layout="constrained")
     top, bottom = figure.subfigures(2, 1, height_ratios=(1.15, 1))
-    loss_axes, accuracy_axes, confusion_axes = top.subplots(1, 3, width_ratios=(1.2, 1, 1.1))
+    loss_axes, accuracy_axes, confusion_axes = top.subplots(1, 3, gridspec_kw={"width_ratios": (1.2, 1, 1.1)})
     _draw_losses(loss_axes, step_losses)
     _draw_accuracies(accuracy_axes, epoch_accuracies)
     _draw_confusion(confusion_axes, confusion_matrix(labels, predictions, num_classes), class_names)
