@@ -98,7 +98,8 @@ def main(argv=None):
 
             args.show.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.hstack(digits)).save(args.show)  # (28, 28 * N), white on black
-            print(f"the {len(digits)} image(s) the model saw, 28x28 each: {args.show}")
+            shown = "the 28x28 image" if len(digits) == 1 else f"the {len(digits)} 28x28 images, side by side,"
+            print(f"{shown} the model saw: {args.show}")
     sys.exit(2 if failed else 0)
 
 
