@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from tinygrad_mnist import plots
-from tinygrad_mnist.plots import INSTALL_HINT, MissingMatplotlibError, confusion_matrix, most_wrong, plot_training, smooth
+from tinygrad_mnist.plots import (
+    INSTALL_HINT, MissingMatplotlibError, check_plot_path, confusion_matrix, most_wrong, plot_training, smooth,
+)
 
 
 # ----- the numbers ---------------------------------------------------------------------------------
@@ -113,6 +115,13 @@ def test_without_matplotlib_plot_training_says_how_to_install_it(tmp_path, monke
     assert str(error.value) == INSTALL_HINT == 'plots need matplotlib: pip install -e ".[plots]"'
     assert isinstance(error.value, ImportError)
     assert not (tmp_path / "run.png").exists()
+    with pytest.raises(MissingMatplotlibError):
+        check_plot_path(tmp_path / "run.svg")  # known before a long run, not after it
+
+
+def test_check_plot_path_refuses_a_bad_suffix_before_anything_is_drawn(tmp_path):
+    with pytest.raises(ValueError, match=r"not 'run\.jpg'; end the path with \.png or \.svg"):
+        check_plot_path(tmp_path / "run.jpg")
 
 
 def test_the_numbers_need_no_matplotlib(monkeypatch):

@@ -19,8 +19,9 @@ is brighter on one side. `preprocess` redoes MNIST's steps on it:
 4. cropped to the ink: a pixel is ink when it stands out from the paper by at least INK_THRESHOLD
    of the strongest ink in the picture, a threshold relative to the image's own range, so dark and
    faint pens, bright and dim photos work alike; weaker pixels (paper grain, noise) are set to 0;
-5. fitted into 20x20 keeping the aspect ratio (Pillow's Lanczos filter, which gives the soft grey
-   edges MNIST has), its brightest pixel scaled to 255;
+5. fitted into 20x20 keeping the aspect ratio: the ink from its median pixel up counts as solid,
+   as MNIST's strokes are, then Pillow's Lanczos filter resizes it with the soft grey edges MNIST
+   has, and its brightest pixel becomes 255;
 6. placed in 28x28 so that its centre of mass lands on the centre of the field, pixel (14, 14).
 
 Pillow, an optional extra (`pip install -e ".[images]"`), reads the files and resizes.

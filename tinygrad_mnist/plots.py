@@ -84,6 +84,20 @@ def smooth(values, decay=SMOOTHING):
     return averages
 
 
+def check_plot_path(path):
+    """The Path to draw to, after checking that it ends in .png or .svg (ValueError) and that
+    matplotlib is installed (MissingMatplotlibError). Call it before a long run, so a figure that
+    cannot be drawn is known at the start, not after training."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise ValueError(f"plot_training writes .png or .svg, not {path.name!r}; end the path with .png or .svg")
+    try:
+        import matplotlib.figure  # noqa: F401 - only to know that it can be imported
+    except ImportError:
+        raise MissingMatplotlibError(INSTALL_HINT) from None
+    return path
+
+
 def plot_training(path, *, step_losses, epoch_accuracies, images, labels, logits, class_names=None):
     """Draw one figure of a training run to `path` (.png or .svg); returns the Path written.
 
@@ -92,9 +106,7 @@ def plot_training(path, *, step_losses, epoch_accuracies, images, labels, logits
     (N, classes): the test set and the trained model's outputs on it. class_names: one name per
     class (default "0", "1", ...).
     """
-    path = Path(path)
-    if path.suffix.lower() not in FORMATS:
-        raise ValueError(f"plot_training writes .png or .svg, not {path.name!r}; end the path with .png or .svg")
+    path = check_plot_path(path)
     logits, labels, images = np.asarray(logits), np.asarray(labels), np.asarray(images)
     epoch_accuracies = np.asarray(epoch_accuracies, dtype=np.float64)
     num_classes = logits.shape[-1]
@@ -105,10 +117,7 @@ def plot_training(path, *, step_losses, epoch_accuracies, images, labels, logits
         raise ValueError(f"plot_training got {len(images)} images, {len(labels)} labels and {len(logits)} logits; they must pair up")
     if epoch_accuracies.size and not (0 <= epoch_accuracies.min() and epoch_accuracies.max() <= 1):
         raise ValueError("plot_training: epoch_accuracies are fractions in [0, 1]; divide percentages by 100")
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise MissingMatplotlibError(INSTALL_HINT) from None
+    from matplotlib.figure import Figure
 
     predictions = logits.argmax(axis=1)
     figure = Figure(figsize=(15, 9), layout="constrained")
