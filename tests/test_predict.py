@@ -71,6 +71,16 @@ def test_a_dark_bar_on_light_paper_becomes_a_white_20_pixel_bar_centred_at_pixel
     assert digit.max() == 255 and digit[0].max() == digit[:, 0].max() == 0  # white ink, black field
 
 
+def test_a_hairline_drawing_is_thickened_to_an_mnist_stroke():
+    drawing = np.full((300, 200), 235.0)
+    drawing[40:260, 98:101] = 30  # a "1" drawn 3 pixels wide, 220 tall: 0.27 pixel once in 20x20
+    digit = preprocess(drawing)
+    widths = (digit[8:20] > 128).sum(axis=1)  # the width of the stroke on the rows in the middle
+    assert 2 <= widths.min() and widths.max() <= 4  # MNIST's strokes: 3.3 pixels wide (median)
+    rows, _ = np.nonzero(digit > 128)
+    assert rows.max() - rows.min() + 1 >= 19
+
+
 def test_light_ink_on_dark_paper_gives_the_same_digit_as_dark_ink_on_light_paper():
     shape = np.zeros((120, 100))
     shape[20:100, 30:45] = 1
