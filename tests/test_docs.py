@@ -44,6 +44,7 @@ SKIP_MARKER = "no-run"
 SUBMODULES = [
     "tensor", "function", "ops", "functional", "nn", "optim",
     "gradcheck", "modes", "reference", "checkpoint", "data", "viz",
+    "plots", "digits", "interop",
 ]
 
 

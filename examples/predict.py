@@ -1,0 +1,107 @@
+"""Classify your own handwritten digits with a trained model.
+
+    python examples/mnist.py --save run.npz                  # train once, keep the model
+    python examples/predict.py my_seven.jpg --model run.npz  # then ask it about your photos
+    python examples/predict.py a.png b.jpg --model run.npz --show seen.png
+
+Write a digit on paper with a dark pen, take a photo, crop it roughly around the digit (the digit
+should be the darkest thing in the picture), and pass the file. Each image goes through MNIST's
+preprocessing (tinygrad_mnist/digits.py: grey, inverted, cropped to the ink, fitted into 20x20,
+centred by centre of mass in 28x28), then through the model; the three likeliest classes are
+printed with their probabilities. `--show PATH` saves the 28x28 images the model saw (side by side
+when there are several): look at it when a prediction surprises you.
+
+Exit status: 0 when every image was classified, 2 when an image was unusable (each gets one line),
+1 when the model cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import tinygrad_mnist as tg
+from tinygrad_mnist import Tensor, nn
+from tinygrad_mnist.checkpoint import CheckpointError, load_checkpoint
+from tinygrad_mnist.data import normalize
+from tinygrad_mnist.digits import DigitImageError, MissingPillowError, load_digit
+
+TOP = 3  # classes printed per image
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad argument gets one line (the reason), not the whole usage text."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parse_args(argv=None):
+    parser = ArgumentParser(description="Classify photos or drawings of handwritten digits with a trained model.")
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="PNG or JPEG files, one digit each")
+    parser.add_argument("--model", type=Path, required=True, metavar="PATH", help="a checkpoint saved by examples/mnist.py --save")
+    parser.add_argument("--show", type=Path, metavar="PATH", help="save the 28x28 images the model saw here (.png)")
+    args = parser.parse_args(argv)
+    if args.show is not None and args.show.suffix.lower() != ".png":
+        parser.error(f"--show writes a .png file, not {args.show.name!r}")
+    return args
+
+
+def load_model(path):
+    """The model saved in the checkpoint at `path`: today's checkpoints hold an MLP, named by its
+    layer sizes and leaky ReLU slope in the checkpoint's record."""
+    checkpoint = load_checkpoint(path)
+    if "layer_sizes" not in checkpoint.meta:
+        raise CheckpointError(f"{path} does not record its model's layer sizes; save it with examples/mnist.py --save")
+    negative_slope = checkpoint.meta.get("settings", {}).get("negative_slope", 0.01)
+    model = nn.mlp(checkpoint.meta["layer_sizes"], negative_slope=negative_slope)
+    model.load_state_dict(checkpoint.model_state)
+    return model.eval()
+
+
+def classify(model, digits):
+    """Probabilities (N, classes) for uint8 digits (N, 28, 28), scaled as in training."""
+    with tg.no_grad():
+        logits = model(Tensor(normalize(digits, flatten=True))).data  # (N, 784) -> (N, classes)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))  # softmax, max subtracted first
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        model = load_model(args.model)
+    except (CheckpointError, FileNotFoundError, KeyError, ValueError, TypeError) as error:
+        sys.exit(f"error: --model {args.model}: {error}")
+
+    names, digits, failed = [], [], False
+    for path in args.images:
+        try:
+            digits.append(load_digit(path))
+            names.append(str(path))
+        except MissingPillowError as error:
+            sys.exit(f"error: {error}")
+        except DigitImageError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed = True
+    if digits:
+        probabilities = classify(model, np.stack(digits))
+        width = max(map(len, names))
+        for name, row in zip(names, probabilities):
+            top = np.argsort(-row, kind="stable")[:TOP]
+            print(f"{name:<{width}}  " + "   ".join(f"{label}: {100 * row[label]:5.1f}%" for label in top))
+        if args.show:
+            from PIL import Image
+
+            args.show.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.hstack(digits)).save(args.show)  # (28, 28 * N), white on black
+            shown = "the 28x28 image" if len(digits) == 1 else f"the {len(digits)} 28x28 images, side by side,"
+            print(f"{shown} the model saw: {args.show}")
+    sys.exit(2 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

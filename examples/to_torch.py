@@ -1,0 +1,138 @@
+"""Move a trained model to PyTorch and back, and check that the logits stay the same.
+
+    python examples/mnist.py --save run.npz
+    python examples/to_torch.py run.npz --out model.pt              # a torch state_dict
+    python examples/to_torch.py run.npz --out model.pt --back back.npz
+
+The model becomes a torch.nn.Sequential with the same layers and weights
+(tinygrad_mnist/interop.py: to_torch). Its logits on the test images are compared with ours; then
+it is converted back (from_torch), saved as a checkpoint of this package (--back), loaded again,
+and compared once more. Use the model in PyTorch with
+
+    model = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.LeakyReLU(0.01), torch.nn.Linear(512, 10))
+    model.load_state_dict(torch.load("model.pt"))
+
+(the layer sizes and slope are printed). Needs PyTorch (pip install torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import tinygrad_mnist as tg
+from tinygrad_mnist import Tensor, nn
+from tinygrad_mnist.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tinygrad_mnist.data import IDXError, MNISTNotFoundError, load_mnist, normalize
+from tinygrad_mnist.interop import INSTALL_HINT, from_torch, to_torch
+
+TOLERANCE = 1e-5  # largest difference of logits accepted (in float32: plus 1e-5 times the logit)
+COMPARED = 10_000  # test images the logits are compared on
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad argument gets one line (the reason), not the whole usage text."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parse_args(argv=None):
+    parser = ArgumentParser(description="Convert a saved model to torch.nn.Sequential and back, checking the logits.")
+    parser.add_argument("checkpoint", type=Path, help="a checkpoint saved by examples/mnist.py --save")
+    parser.add_argument("--out", type=Path, metavar="PATH", help="save the PyTorch model's state_dict here (torch.save)")
+    parser.add_argument("--back", type=Path, metavar="PATH", help="save the model converted back from PyTorch as a checkpoint here")
+    parser.add_argument("--data-dir", type=Path, help="folder with the MNIST files (else $TINYGRAD_MNIST_DATA, else data/mnist)")
+    return parser.parse_args(argv)
+
+
+def load_model(path):
+    """The model saved in the checkpoint at `path`: today's checkpoints hold an MLP, named by its
+    layer sizes and leaky ReLU slope in the checkpoint's record."""
+    checkpoint = load_checkpoint(path)
+    if "layer_sizes" not in checkpoint.meta:
+        raise CheckpointError(f"{path} does not record its model's layer sizes; save it with examples/mnist.py --save")
+    negative_slope = checkpoint.meta.get("settings", {}).get("negative_slope", 0.01)
+    model = nn.mlp(checkpoint.meta["layer_sizes"], negative_slope=negative_slope)
+    model.load_state_dict(checkpoint.model_state)
+    return model.eval()
+
+
+def save_model(path, model):
+    """Save an MLP (Linear layers with one LeakyReLU slope between them) so load_model can rebuild it."""
+    linears = [layer for layer in model if isinstance(layer, nn.Linear)]
+    slopes = {layer.negative_slope for layer in model if isinstance(layer, nn.LeakyReLU)}
+    kinds = [type(layer).__name__ for layer in model]
+    if kinds != ["Linear", "LeakyReLU"] * (len(linears) - 1) + ["Linear"] or len(slopes) > 1:
+        raise ValueError(f"save_model saves an MLP (Linear, LeakyReLU, ..., Linear with one slope), not {kinds}")
+    layer_sizes = [linears[0].in_features] + [layer.out_features for layer in linears]
+    return save_checkpoint(path, model.state_dict(), layer_sizes=layer_sizes,
+                           settings={"negative_slope": slopes.pop() if slopes else 0.01})
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        sys.exit(f"error: {INSTALL_HINT}")
+    try:
+        model = load_model(args.checkpoint)
+    except (CheckpointError, FileNotFoundError, KeyError, ValueError, TypeError) as error:
+        sys.exit(f"error: {args.checkpoint}: {error}")
+    try:
+        images = load_mnist(args.data_dir).test_images[:COMPARED]
+    except (MNISTNotFoundError, IDXError) as error:
+        sys.exit(f"error: {error}")
+    inputs = normalize(images, flatten=True)  # float32 (N, 784), as in training
+
+    torch_model = to_torch(model).eval()
+    print(f"PyTorch model:\n{torch_model}")
+    ours = logits_of(model, inputs)
+    with torch.no_grad():
+        theirs = torch_model(torch.from_numpy(inputs)).numpy()
+    # float32 sums of 784 products carry rounding errors of ~1e-5 at logits of ~20, and the two
+    # libraries add in different orders: in float32 the logits agree to float32's precision ...
+    float32_ok = np.allclose(theirs, ours, rtol=TOLERANCE, atol=TOLERANCE)
+    report("float32, tinygrad_mnist vs PyTorch", ours, theirs, float32_ok, "within float32 rounding" if float32_ok else "NOT within float32 rounding")
+    # ... and in float64, with the very same weights, to ~1e-14: the conversion itself is exact
+    torch_model64 = to_torch(model).double().eval()
+    with torch.no_grad():
+        theirs64 = torch_model64(torch.from_numpy(inputs.astype(np.float64))).numpy()
+    ours64 = logits_of(from_torch(torch_model64), inputs.astype(np.float64))
+    float64_difference = report("float64, tinygrad_mnist vs PyTorch", ours64, theirs64, None, None)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(torch_model.state_dict(), args.out)
+        print(f"PyTorch state_dict saved to {args.out} (load it with torch.load and load_state_dict)")
+
+    back = from_torch(torch_model)
+    if args.back:
+        save_model(args.back, back)
+        back = load_model(args.back)
+        print(f"converted back and saved to {args.back}")
+    back_difference = report("float32, back from PyTorch vs the original", ours, logits_of(back, inputs), None, None)
+    sys.exit(0 if float32_ok and max(float64_difference, back_difference) <= TOLERANCE else 1)
+
+
+def logits_of(model, inputs):
+    with tg.no_grad():
+        return model(Tensor(inputs)).data
+
+
+def report(title, reference, logits, ok, verdict):
+    """Print and return the largest difference of two sets of logits (the test images')."""
+    difference = float(np.abs(reference - logits).max())
+    if verdict is None:
+        ok = difference <= TOLERANCE
+        verdict = f"<= {TOLERANCE:g}" if ok else f"MORE THAN {TOLERANCE:g}"
+    same = int((logits.argmax(axis=1) == reference.argmax(axis=1)).sum())
+    print(f"{title}: max |logit difference| {difference:.2e} ({verdict}; largest |logit| "
+          f"{np.abs(reference).max():.1f}); same predicted class for {same}/{len(logits)} test images")
+    return difference
+
+if __name__ == "__main__":
+    main()
