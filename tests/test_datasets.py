@@ -5,10 +5,12 @@ matching checksums; nothing here touches the network. The real files are used on
 `mnist_dir` and `fashion_mnist` fixtures (see conftest.py).
 """
 
+import errno
 import functools
 import gzip
 import hashlib
 import http.server
+import os
 import socket
 import struct
 import threading
@@ -569,3 +571,138 @@ def test_subset_takes_the_first_examples_of_each_set_as_views():
     assert small.train_labels.tolist() == [0, 1] and small.test_labels.tolist() == [0, 1, 2]
     assert np.shares_memory(small.train_images, images)
     assert all(np.array_equal(a, b) for a, b in zip(mnist.subset(), mnist))
+
+
+# ----------------------------------------------------------------------------- faults around the data folder
+
+
+def one_line(error):
+    message = str(error)
+    assert "\n" not in message, f"expected one line, got:\n{message}"
+    return message
+
+
+@pytest.mark.parametrize("given_as", ["environment variable", "data_dir"])
+def test_a_data_folder_that_is_a_file_is_one_clear_error(tmp_path, fake_mnist, monkeypatch, given_as):
+    _, contents = fake_mnist
+    put_files(datasets.REPO_DATA_ROOT / "mnist", contents)  # found elsewhere: the setting is still wrong
+    a_file = tmp_path / "mnist.tar.gz"
+    a_file.write_bytes(b"not a folder")
+    if given_as == "data_dir":
+        call = functools.partial(load_mnist, data_dir=a_file)
+    else:
+        monkeypatch.setenv(datasets.DATA_ENVIRONMENT_VARIABLE, str(a_file))
+        call = load_mnist
+
+    with pytest.raises(DatasetNotFoundError) as raised:
+        call()
+
+    message = one_line(raised.value)
+    assert f"{a_file} is a file, not a folder" in message
+    assert ("TINYGRAD_MNIST_DATA=" if given_as != "data_dir" else "data_dir=") in message
+
+
+def read_only_file_system(*args, **kwargs):
+    raise OSError(errno.EROFS, "Read-only file system")
+
+
+def test_a_read_only_download_folder_without_the_files_is_one_clear_error(tmp_path, fake_mnist, monkeypatch, closed_port_url):
+    # root may write anywhere, so a read-only file system is simulated where the download starts
+    monkeypatch.setattr(datasets.tempfile, "mkstemp", read_only_file_system)
+    monkeypatch.setenv(datasets.DATA_ENVIRONMENT_VARIABLE, str(tmp_path / "cache"))
+
+    with pytest.raises(DatasetNotFoundError) as raised:
+        load_mnist(mirrors=[closed_port_url])
+
+    message = one_line(raised.value)
+    assert str(tmp_path / "cache" / "mnist") in message
+    assert "Read-only file system" in message and "TINYGRAD_MNIST_DATA" in message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; the test above simulates it")
+def test_a_folder_without_write_permission_is_one_clear_error(tmp_path, fake_mnist, closed_port_url):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(0o555)
+    try:
+        with pytest.raises(DatasetNotFoundError) as raised:
+            load_mnist(data_dir=cache, mirrors=[closed_port_url])
+    finally:
+        cache.chmod(0o755)
+    assert "Permission denied" in one_line(raised.value)
+
+
+def test_a_read_only_folder_that_has_the_files_still_loads(tmp_path, fake_mnist, monkeypatch, closed_port_url):
+    arrays, contents = fake_mnist
+    folder = put_files(tmp_path / "read-only", contents)
+    old_part = folder / ".train-images-idx3-ubyte.x1y2.part"  # a killed download's, which cannot be removed
+    old_part.write_bytes(b"partial")
+    os.utime(old_part, (time.time() - 3600, time.time() - 3600))
+    folder.chmod(0o555)
+    monkeypatch.setattr(datasets.tempfile, "mkstemp", read_only_file_system)
+    monkeypatch.setattr(Path, "unlink", read_only_file_system)
+    try:
+        loaded = load_mnist(data_dir=folder, mirrors=[closed_port_url])
+    finally:
+        folder.chmod(0o755)
+    assert_same_mnist(loaded, arrays)
+
+
+def test_the_next_load_removes_the_part_files_of_killed_downloads_but_not_live_ones(tmp_path, fake_mnist, mirror_server):
+    arrays, contents = fake_mnist
+    served, base_url = mirror_server
+    put_files(served / "mnist", contents)
+    target = tmp_path / "cache" / "mnist"
+    target.mkdir(parents=True)
+    killed = [target / f".{name}.k1ll3d.part" for name in contents]  # left by kill -9 an hour ago
+    for part in killed:
+        part.write_bytes(b"half a file")
+        os.utime(part, (time.time() - 3600, time.time() - 3600))
+    live = target / ".train-images-idx3-ubyte.l1v3.part"  # another process downloading right now
+    live.write_bytes(b"arriving")
+
+    loaded = load_mnist(data_dir=tmp_path / "cache", mirrors=[base_url + "/mnist/"])
+
+    assert_same_mnist(loaded, arrays)
+    assert files_in(target) == sorted(GZ_NAMES + [live.name])
+
+
+class TricklingHandler(http.server.BaseHTTPRequestHandler):
+    """A mirror that promises 100 kB and sends one byte every 50 ms: each read gets data well
+    within any per-read timeout, so only a deadline for the whole file stops it."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        try:
+            for _ in range(200):  # then it hangs up: 10 s at most, so even a loader without a deadline ends
+                self.wfile.write(b"\x1f")
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            pass  # the client gave up, as it should
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_mirror_trickling_bytes_is_given_up_at_the_deadline_for_the_whole_file(tmp_path, fake_mnist, monkeypatch):
+    monkeypatch.setattr(datasets, "DOWNLOAD_DEADLINE_SECONDS", 0.5)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TricklingHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(DatasetNotFoundError) as raised:
+            load_mnist(data_dir=tmp_path / "cache", mirrors=[f"http://127.0.0.1:{server.server_address[1]}/"])
+        elapsed = time.perf_counter() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+    assert elapsed < 3, f"the download took {elapsed:.1f} s despite a 0.5 s deadline"
+    assert "deadline for one file is 0.5 s" in str(raised.value)
+    assert files_in(tmp_path / "cache" / "mnist") == []
