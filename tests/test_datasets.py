@@ -706,3 +706,61 @@ def test_a_mirror_trickling_bytes_is_given_up_at_the_deadline_for_the_whole_file
     assert elapsed < 3, f"the download took {elapsed:.1f} s despite a 0.5 s deadline"
     assert "deadline for one file is 0.5 s" in str(raised.value)
     assert files_in(tmp_path / "cache" / "mnist") == []
+
+
+# ----------------------------------------------------------------------------- two datasets, same file names
+
+
+@pytest.fixture
+def fake_pair(monkeypatch):
+    """Fake files for both datasets (same names, different content); DATASETS expects them."""
+    mnist_arrays, mnist_contents = make_fake_mnist(seed=0)
+    fashion_arrays, fashion_contents = make_fake_mnist(seed=1)
+    monkeypatch.setitem(DATASETS, "mnist", fake_entry(DATASETS["mnist"], mnist_contents))
+    monkeypatch.setitem(DATASETS, "fashion-mnist", fake_entry(DATASETS["fashion-mnist"], fashion_contents))
+    return (mnist_arrays, mnist_contents), (fashion_arrays, fashion_contents)
+
+
+def test_one_data_folder_holds_each_dataset_in_a_subfolder_named_after_it(tmp_path, fake_pair):
+    (mnist_arrays, mnist_contents), (fashion_arrays, fashion_contents) = fake_pair
+    put_files(tmp_path / "data" / "mnist", mnist_contents)
+    put_files(tmp_path / "data" / "fashion-mnist", fashion_contents)
+
+    fashion = load_dataset("fashion-mnist", data_dir=tmp_path / "data", download=False)
+    mnist = load_dataset("mnist", data_dir=tmp_path / "data", download=False)
+
+    assert_same_mnist(fashion, fashion_arrays)
+    assert_same_mnist(mnist, mnist_arrays)
+    assert fashion.classes[0] == "T-shirt/top" and mnist.classes[0] == "0"
+
+
+def test_another_dataset_s_files_in_the_variable_s_folder_are_passed_over_for_the_system_folder(tmp_path, fake_pair, monkeypatch):
+    (_, mnist_contents), (fashion_arrays, fashion_contents) = fake_pair
+    monkeypatch.setenv(datasets.DATA_ENVIRONMENT_VARIABLE, str(put_files(tmp_path / "mnist-files", mnist_contents)))
+    (system_dir,) = DATASETS["fashion-mnist"].system_dirs
+    put_files(system_dir, fashion_contents)
+
+    assert_same_mnist(load_dataset("fashion-mnist", download=False), fashion_arrays)
+
+
+def test_without_the_right_files_the_passed_over_ones_are_named(tmp_path, fake_pair, monkeypatch):
+    (_, mnist_contents), _ = fake_pair
+    monkeypatch.setenv(datasets.DATA_ENVIRONMENT_VARIABLE, str(put_files(tmp_path / "mnist-files", mnist_contents)))
+
+    with pytest.raises(DatasetNotFoundError) as raised:
+        load_dataset("fashion-mnist", download=False)
+
+    message = str(raised.value)
+    assert f"passed over: {tmp_path / 'mnist-files' / 'train-images-idx3-ubyte.gz'}" in message
+    assert "is mnist's train-images-idx3-ubyte, not fashion-mnist's" in message
+    assert "dataset-fashion-mnist" in message  # how to get it the Debian way
+
+
+def test_a_damaged_file_that_belongs_to_no_dataset_still_stops_the_search(tmp_path, fake_pair):
+    (_, mnist_contents), (_, fashion_contents) = fake_pair
+    put_files(tmp_path / "given", corrupt(fashion_contents))
+    (system_dir,) = DATASETS["fashion-mnist"].system_dirs
+    put_files(system_dir, fashion_contents)
+
+    with pytest.raises(ChecksumError, match="fashion-mnist's train-images-idx3-ubyte"):
+        load_dataset("fashion-mnist", data_dir=tmp_path / "given", download=False)
