@@ -216,8 +216,8 @@ def test_load_mnist_images_use_the_full_pixel_range(real_mnist):
 
 
 def test_the_repository_ships_the_four_mnist_files_and_they_verify():
-    # no data_dir, no environment variable (see the autouse fixture below: it runs for this test
-    # too, so undo its redirect of the repository folder): the files must come with the repository
+    # the autouse fixture below hides the repository's data/ folder from every test in this module,
+    # so hand it over as data_dir: its mnist/ subfolder must hold the four files, verified
     shipped = Path(__file__).resolve().parent.parent / "data" / "mnist"
     for file in DATASETS["mnist"].files.values():
         assert (shipped / (file.name + ".gz")).is_file(), f"{file.name}.gz is missing from data/mnist/"
