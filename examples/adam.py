@@ -21,7 +21,8 @@ import numpy as np
 
 from tinygrad_mnist import Tensor, nn, no_grad
 from tinygrad_mnist import functional as F
-from tinygrad_mnist.data import IDXError, MNISTNotFoundError, batches, load_mnist, normalize
+from tinygrad_mnist.data import batches, normalize
+from tinygrad_mnist.datasets import DatasetNotFoundError, IDXError, load_mnist
 
 
 class Adam:
@@ -99,7 +100,7 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="seed for initialisation and shuffling")
     parser.add_argument("--train-subset", type=int, metavar="N", help="train on the first N training images only")
     parser.add_argument("--test-subset", type=int, metavar="N", help="evaluate on the first N test images only")
-    parser.add_argument("--data-dir", type=Path, help="folder with the MNIST files (else $TINYGRAD_MNIST_DATA)")
+    parser.add_argument("--data-dir", type=Path, help="folder with the MNIST files (else $TINYGRAD_MNIST_DATA, else data/mnist/)")
     return parser.parse_args(argv)
 
 
@@ -112,7 +113,7 @@ def main(argv=None):
 
     try:
         mnist = load_mnist(args.data_dir).subset(args.train_subset, args.test_subset)
-    except (MNISTNotFoundError, IDXError) as error:
+    except (DatasetNotFoundError, IDXError) as error:
         sys.exit(f"error: {error}")
     train_images, train_labels, test_images, test_labels = mnist
 

@@ -1,8 +1,10 @@
-"""Shared fixtures: where the real MNIST files are, and whether graphviz's `dot` is installed.
+"""Shared fixtures: where the real MNIST files are, Fashion-MNIST, and whether graphviz's `dot` is installed.
 
-Tests that need the MNIST files use the `mnist_dir` fixture. Without the files they skip with the
-reason, except when TINYGRAD_MNIST_REQUIRE_DATA=1 (set by .ci/run): then a skip is a failure, so CI
-cannot pass by quietly running nothing.
+Tests that need the MNIST files use the `mnist_dir` fixture (the repository ships them in
+data/mnist/); tests that need Fashion-MNIST use the `fashion_mnist` fixture (found where the loader
+looks, Debian's dataset-fashion-mnist package included; never downloaded here). Without the files
+they skip with the reason, except when TINYGRAD_MNIST_REQUIRE_DATA=1 (set by .ci/run): then a skip
+is a failure, so CI cannot pass by quietly running nothing.
 """
 
 import os
@@ -45,6 +47,21 @@ def mnist_dir():
         "MNIST files not found in " + ", ".join(str(c) for c in candidates)
         + "; set TINYGRAD_MNIST_DATA to a folder holding them"
     )
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist():
+    """Fashion-MNIST as load_dataset finds it without downloading (tests must not need the network)."""
+    from tinygrad_mnist.datasets import DatasetNotFoundError, load_dataset
+
+    try:
+        return load_dataset("fashion-mnist", download=False)
+    except DatasetNotFoundError as error:
+        where = str(error).splitlines()[0]
+        _skip_or_fail(
+            f"Fashion-MNIST files not found ({where}); apt-get install dataset-fashion-mnist, or put "
+            "the four files in data/fashion-mnist/"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -60,6 +60,20 @@ def test_custom_op_script_passes_gradcheck_and_trains_an_mlp_on_a_subset(mnist_d
     assert final_accuracy(result.stdout) > SANE_ACCURACY
 
 
+def test_custom_op_script_says_in_one_line_that_the_data_folder_is_a_file(tmp_path):
+    a_file = tmp_path / "mnist.zip"
+    a_file.write_bytes(b"not a folder")
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "TINYGRAD_MNIST_DATA": str(a_file)}
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "custom_op.py"), "--train-subset", "10"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env=environment,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: TINYGRAD_MNIST_DATA={a_file} is a file, not a folder: give the " \
+        "folder that holds the mnist files (or a folder with a mnist/ subfolder)"
+
+
 @pytest.mark.mnist
 def test_adam_script_passes_its_first_step_check_and_trains_on_a_subset(mnist_dir):
     result = run_example("adam", mnist_dir, *SUBSET_FLAGS)

@@ -1,0 +1,520 @@
+"""datasets: MNIST and Fashion-MNIST as numpy arrays, from IDX files on disk or a publisher's mirror.
+
+Both ship in the IDX format, a tiny header followed by the raw array:
+
+    bytes 0-1   two zero bytes
+    byte  2     type code: 0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64
+    byte  3     number of dimensions, n
+    next 4n     the size of each dimension, a big-endian uint32
+    the rest    the elements, row-major, big-endian; exactly as many as the sizes multiply to
+
+So `train-images-idx3-ubyte` starts `00 00 08 03 | 0000ea60 0000001c 0000001c`: uint8, three
+dimensions, 60000 x 28 x 28. Files are usually stored gzip-compressed (`.gz`).
+
+    from tinygrad_mnist.datasets import load_dataset
+    fashion = load_dataset("fashion-mnist")     # uint8 (60000, 28, 28), uint8 (60000,), ...
+    fashion.classes[fashion.train_labels[0]]    # 'Ankle boot'
+
+Adding a dataset of this shape is one entry in DATASETS: its files (sizes and SHA-256), its
+mirrors, its class names and any system folder it installs into.
+
+A file is untrusted input: every way it can be malformed raises `IDXError` naming the file, and
+the size the header declares is checked against what the file can hold before any memory is
+allocated for it, so a corrupt header or a gzip bomb cannot ask for gigabytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import http.client
+import math
+import os
+import struct
+import tempfile
+import time
+import urllib.request
+import zlib
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from tqdm import tqdm
+
+# IDX type code -> element type as stored in the file (big-endian)
+IDX_TYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+# numpy 1.x arrays have at most 32 dimensions; MNIST needs 3, so more than this is a corrupt header
+MAX_DIMENSIONS = 32
+# deflate emits at least one bit per 258-byte match, so gzip cannot expand data more than 1032-fold:
+# a header that declares more than that is corrupt, and we know it before decompressing anything
+MAX_GZIP_EXPANSION = 1032
+GZIP_MAGIC = b"\x1f\x8b"
+READ_CHUNK_BYTES = 1 << 20  # data arrives in pieces this big, so memory follows real bytes only
+
+# ----------------------------------------------------------------------------- the table of datasets
+
+
+class IDXFile(NamedTuple):
+    """One file of a dataset: its name (`.gz` not included), and the size and SHA-256 of its
+    uncompressed bytes (mirrors recompress, so only the inner bytes are stable)."""
+
+    name: str
+    size: int
+    sha256: str
+
+
+class DatasetInfo(NamedTuple):
+    """What the loader knows about one dataset, an entry of DATASETS. Besides `system_dirs`,
+    the loader looks in the repository's `data/<name>/` (where MNIST ships)."""
+
+    files: dict  # field of Dataset -> IDXFile
+    mirrors: tuple  # base URLs that serve `<file name>.gz`, tried in order
+    classes: tuple  # class names, indexed by label
+    system_dirs: dict = {}  # folder an operating-system package installs the files into -> which package
+
+
+DIGITS = tuple(str(digit) for digit in range(10))
+
+DATASETS = {
+    # Yann LeCun, Corinna Cortes, Christopher J.C. Burges; CC BY-SA 3.0
+    "mnist": DatasetInfo(
+        files={
+            "train_images": IDXFile("train-images-idx3-ubyte", 47040016, "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+            "train_labels": IDXFile("train-labels-idx1-ubyte", 60008, "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+            "test_images": IDXFile("t10k-images-idx3-ubyte", 7840016, "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+            "test_labels": IDXFile("t10k-labels-idx1-ubyte", 10008, "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+        },
+        mirrors=(
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        ),
+        classes=DIGITS,
+    ),
+    # Han Xiao, Kashif Rasul, Roland Vollgraf (Zalando Research); MIT licence
+    "fashion-mnist": DatasetInfo(
+        files={
+            "train_images": IDXFile("train-images-idx3-ubyte", 47040016, "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+            "train_labels": IDXFile("train-labels-idx1-ubyte", 60008, "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+            "test_images": IDXFile("t10k-images-idx3-ubyte", 7840016, "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+            "test_labels": IDXFile("t10k-labels-idx1-ubyte", 10008, "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+        },
+        mirrors=(
+            "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        ),
+        classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        system_dirs={Path("/usr/share/datasets/fashion-mnist"): "Debian's dataset-fashion-mnist package"},
+    ),
+}
+
+DATA_ENVIRONMENT_VARIABLE = "TINYGRAD_MNIST_DATA"
+# the repository's data/ folder: data/mnist/ ships MNIST, data/<name>/ caches other downloads
+REPO_DATA_ROOT = Path(__file__).resolve().parent.parent / "data"
+# a stalled connection fails after this long instead of hanging the training script
+DOWNLOAD_TIMEOUT_SECONDS = 30
+# ...and a mirror that trickles bytes fast enough to dodge that timeout still stops here, per file
+# (the largest file, 26 MB compressed, needs 45 KB/s to arrive in time)
+DOWNLOAD_DEADLINE_SECONDS = 600
+# a `.part` file nobody wrote to for this long belongs to a killed download (a live one writes at
+# least once per DOWNLOAD_TIMEOUT_SECONDS and ends by the deadline), so the next load removes it
+STALE_PART_SECONDS = 600
+
+
+class IDXError(ValueError):
+    """A file is not a well-formed IDX file; the message names the file and what is wrong."""
+
+
+class ChecksumError(IDXError):
+    """A file's uncompressed content does not have the expected SHA-256 (message: file, both hashes)."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are neither on disk nor downloadable; the message says where we looked,
+    or in one line what is wrong with the folder we were given."""
+
+
+MNISTNotFoundError = DatasetNotFoundError  # its name before Fashion-MNIST joined
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """The four arrays of an MNIST-like dataset and its class names.
+
+    Images uint8 (N, 28, 28) with pixels 0..255, labels uint8 (N,) indexing `classes`. It unpacks
+    like a tuple of the four arrays: `train_images, train_labels, test_images, test_labels = dataset`.
+    """
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    classes: tuple = DIGITS
+    name: str = "mnist"
+
+    def __iter__(self):
+        return iter((self.train_images, self.train_labels, self.test_images, self.test_labels))
+
+    def subset(self, train=None, test=None):
+        """The first `train` training and the first `test` test examples (all of a set where None),
+        as views: nothing is copied."""
+        return dataclasses.replace(
+            self,
+            train_images=self.train_images[:train], train_labels=self.train_labels[:train],
+            test_images=self.test_images[:test], test_labels=self.test_labels[:test],
+        )
+
+
+MNIST = Dataset  # its name before Fashion-MNIST joined
+
+# ----------------------------------------------------------------------------- IDX files
+
+
+def read_idx(path) -> np.ndarray:
+    """Read an IDX file, raw or gzip-compressed (told apart by content, not by name).
+
+    Returns the array in native byte order with the dtype of the file's type code. Raises
+    IDXError for any malformed file, and FileNotFoundError if there is no file at `path`.
+    """
+    return _read_idx(Path(path))
+
+
+def encode_idx(array) -> bytes:
+    """The bytes of an IDX file holding `array` (gzip.compress() them for a `.gz` file).
+
+    The dtype must be one IDX can store (uint8, int8, int16, int32, float32, float64), and every
+    dimension at least 1, as read_idx requires.
+    """
+    array = np.asarray(array)
+    codes = {dtype.newbyteorder("="): code for code, dtype in IDX_TYPES.items()}
+    code = codes.get(array.dtype.newbyteorder("="))
+    if code is None:
+        raise TypeError(
+            f"IDX cannot store dtype {array.dtype}; convert to one of "
+            + ", ".join(str(dtype.newbyteorder("=")) for dtype in IDX_TYPES.values())
+        )
+    if not 1 <= array.ndim <= MAX_DIMENSIONS or not all(0 < size < 2**32 for size in array.shape):
+        raise ValueError(
+            f"IDX needs 1 to {MAX_DIMENSIONS} dimensions, each of size 1 to 2**32-1; got shape {array.shape}"
+        )
+    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(IDX_TYPES[code], copy=False).tobytes()
+
+
+def _read_idx(path, digest=None):
+    """read_idx, also feeding every (uncompressed) byte of the file to `digest` if one is given."""
+    with open(path, "rb") as file:
+        file_size = os.fstat(file.fileno()).st_size
+        if file_size == 0:
+            raise IDXError(f"{path}: the file is empty; delete it and download it again")
+        is_gzip = file.read(2) == GZIP_MAGIC
+        file.seek(0)
+        if not is_gzip:
+            return _read_idx_stream(file, path, digest, most_data_bytes=None, file_size=file_size)
+        try:
+            with gzip.GzipFile(fileobj=file, mode="rb") as stream:
+                return _read_idx_stream(
+                    stream, path, digest, most_data_bytes=file_size * MAX_GZIP_EXPANSION, file_size=file_size
+                )
+        # gzip reports damage as BadGzipFile (an OSError), EOFError (cut short) or zlib.error
+        except (OSError, EOFError, zlib.error) as error:
+            raise IDXError(
+                f"{path}: broken gzip stream ({error}); the file is damaged or incomplete, download it again"
+            ) from error
+
+
+def _read_idx_stream(stream, path, digest, most_data_bytes, file_size):
+    """Parse one IDX file from `stream`. most_data_bytes bounds the data a gzip stream can hold;
+    for a raw file (None) the bound is exact: the file size minus the header."""
+    header = _read_up_to(stream, 4)
+    if len(header) == 0:
+        raise IDXError(f"{path}: the (decompressed) content is empty; delete the file and download it again")
+    if len(header) < 4:
+        raise IDXError(
+            f"{path}: truncated: {len(header)} bytes, shorter than the 4-byte IDX header; is it an IDX file?"
+        )
+    if header[:2] != b"\x00\x00":
+        raise IDXError(
+            f"{path}: not an IDX file: it starts {header.hex(' ')}, not with two zero bytes and a type code"
+        )
+    if header[2] not in IDX_TYPES:
+        known = ", ".join(f"0x{code:02x}" for code in IDX_TYPES)
+        raise IDXError(f"{path}: unsupported IDX type code 0x{header[2]:02x}; IDX knows {known}")
+    dtype, dimension_count = IDX_TYPES[header[2]], header[3]
+    if not 1 <= dimension_count <= MAX_DIMENSIONS:
+        raise IDXError(
+            f"{path}: the header declares {dimension_count} dimensions; IDX files here have 1 to "
+            f"{MAX_DIMENSIONS} (MNIST: 1 or 3), so the header is corrupt"
+        )
+    size_bytes = _read_up_to(stream, 4 * dimension_count)
+    if len(size_bytes) < 4 * dimension_count:
+        raise IDXError(f"{path}: truncated inside the header: {dimension_count} dimension sizes were declared")
+    shape = struct.unpack(f">{dimension_count}I", size_bytes)
+    if 0 in shape:
+        raise IDXError(f"{path}: the header declares shape {shape}, with an empty dimension; the header is corrupt")
+
+    # Python integers do not overflow, so an absurd shape gives an absurd (not a wrapped) size
+    declared_bytes = math.prod(shape) * dtype.itemsize
+    header_bytes = 4 + 4 * dimension_count
+    if most_data_bytes is None:
+        most_data_bytes = file_size - header_bytes
+        if declared_bytes > most_data_bytes:
+            raise IDXError(
+                f"{path}: truncated: the header declares shape {shape} of {dtype.name}, {declared_bytes} "
+                f"bytes of data, but only {most_data_bytes} follow; download the file again"
+            )
+    elif declared_bytes > most_data_bytes:
+        raise IDXError(
+            f"{path}: the header declares shape {shape} of {dtype.name}, {declared_bytes} bytes, but a "
+            f"{file_size}-byte gzip file cannot hold more than {most_data_bytes}; the header is corrupt"
+        )
+
+    # one byte more than declared, to notice trailing bytes without reading all of them
+    data = _read_up_to(stream, declared_bytes + 1)
+    if len(data) < declared_bytes:
+        raise IDXError(
+            f"{path}: truncated: the header declares {declared_bytes} bytes of data (shape {shape}) but "
+            f"only {len(data)} follow; download the file again"
+        )
+    if len(data) > declared_bytes:
+        raise IDXError(
+            f"{path}: trailing bytes after the {declared_bytes} bytes of data the header declares "
+            f"(shape {shape}); the file is not a single IDX array"
+        )
+    if digest is not None:
+        digest.update(header + size_bytes)
+        digest.update(data)
+    array = np.frombuffer(data, dtype=dtype).reshape(shape)
+    # IDX is big-endian; hand back native order so later arithmetic does not pay for byte swaps
+    return array.astype(dtype.newbyteorder("="), copy=False)
+
+
+def _read_up_to(stream, count):
+    """Read `count` bytes, or fewer at the end of the stream, a chunk at a time: a header that
+    lies about the size costs only the bytes that really arrive."""
+    data = bytearray()
+    while len(data) < count:
+        chunk = stream.read(min(count - len(data), READ_CHUNK_BYTES))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_dataset(name, data_dir=None, download=True, mirrors=None, checksums=None) -> Dataset:
+    """Load the four arrays of dataset `name` ("mnist" or "fashion-mnist", the keys of DATASETS).
+
+    Each file (`train-images-idx3-ubyte`, raw or `.gz`) is looked for, in this order, in:
+    `data_dir`, the folder named by the environment variable TINYGRAD_MNIST_DATA (each either in
+    its subfolder `<name>/` or directly in it), the repository's `data/<name>/`, and the dataset's
+    system folders (Debian's for Fashion-MNIST). A file that is, by its checksum, another dataset's
+    file of the same name is passed over. Missing files are downloaded (if `download`) from
+    `mirrors` (default: the dataset's, in order) into `<data_dir or TINYGRAD_MNIST_DATA>/<name>/`,
+    else `data/<name>/`. Every file's uncompressed content must match its SHA-256 in `checksums`
+    ({file name: hex digest}, default from DATASETS), or ChecksumError is raised.
+
+    Returns a Dataset (images uint8 (N, 28, 28), labels uint8 (N,), `.classes`, `.name`).
+    Raises DatasetNotFoundError if a file is missing and cannot be downloaded, or if a folder given
+    is a file or cannot be written when a download needs it (one line saying so).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(sorted(DATASETS))}")
+    info = DATASETS[name]
+    mirrors = info.mirrors if mirrors is None else tuple(mirrors)
+    if checksums is None:
+        checksums = {file.name: file.sha256 for file in info.files.values()}
+    places = _search_places(name, info, data_dir)
+    cache_dir = places[0][0]  # where downloads go
+    arrays = {}
+    for field, file in info.files.items():
+        _remove_stale_parts(cache_dir, file.name)
+        array, passed_over = _find_and_read(name, file.name, places, checksums)
+        if array is None and not download:
+            raise DatasetNotFoundError(_not_found_message(name, info, file.name, places, passed_over, failures=None))
+        if array is None:
+            array = _download(name, info, file, places, passed_over, mirrors, checksums)
+        arrays[field] = array
+    return Dataset(**arrays, classes=info.classes, name=name)
+
+
+def load_mnist(data_dir=None, download=True, mirrors=None, checksums=None) -> Dataset:
+    """load_dataset("mnist", ...): the four MNIST arrays, classes "0" to "9"."""
+    return load_dataset("mnist", data_dir=data_dir, download=download, mirrors=mirrors, checksums=checksums)
+
+
+def _search_places(name, info, data_dir):
+    """The folders to look in, in order, each with why it is on the list. The first is the
+    download folder."""
+    places = []
+    for root, reason in ((data_dir, "data_dir"), (os.environ.get(DATA_ENVIRONMENT_VARIABLE), DATA_ENVIRONMENT_VARIABLE)):
+        if not root:
+            continue
+        root = Path(root)
+        if root.is_file():
+            shown = "data_dir=" if reason == "data_dir" else f"{DATA_ENVIRONMENT_VARIABLE}="
+            raise DatasetNotFoundError(
+                f"{shown}{root} is a file, not a folder: give the folder that holds the {name} files "
+                f"(or a folder with a {name}/ subfolder)"
+            )
+        places += [(root / name, reason), (root, reason)]
+    places.append((REPO_DATA_ROOT / name, f"the repository's data/{name}/"))
+    places += list(info.system_dirs.items())
+    return places
+
+
+def _find_and_read(dataset, file_name, places, checksums):
+    """(array, passed_over): the first verified copy of `file_name` in `places`, or None, and the
+    copies that were passed over because they are another dataset's file of the same name."""
+    passed_over = []
+    for folder, reason in places:
+        for path in (folder / file_name, folder / (file_name + ".gz")):
+            if not path.is_file():
+                continue
+            digest = hashlib.sha256()
+            array = _read_idx(path, digest)
+            actual = digest.hexdigest()
+            if actual == checksums[file_name]:
+                return array, passed_over
+            owner = _owner_of(file_name, actual, not_this=dataset)
+            if owner is None:
+                raise ChecksumError(_checksum_message(path, dataset, file_name, actual, checksums[file_name]))
+            passed_over.append(f"{path} ({reason}) is {owner}'s {file_name}, not {dataset}'s")
+    return None, passed_over
+
+
+def _owner_of(file_name, sha256, not_this):
+    """The other dataset whose file `file_name` has this SHA-256, or None."""
+    for other, info in DATASETS.items():
+        if other != not_this and any(f.name == file_name and f.sha256 == sha256 for f in info.files.values()):
+            return other
+    return None
+
+
+def _checksum_message(path, dataset, file_name, actual, expected):
+    return (
+        f"{path}: SHA-256 of the uncompressed content is {actual}, expected {expected} for {dataset}'s "
+        f"{file_name}; the file is damaged or not the original: delete it so it is downloaded again"
+    )
+
+
+def _read_verified(path, dataset, file_name, checksums):
+    """read_idx(path), after checking the uncompressed bytes against the SHA-256 for `file_name`."""
+    digest = hashlib.sha256()
+    array = _read_idx(path, digest)
+    if digest.hexdigest() != checksums[file_name]:
+        raise ChecksumError(_checksum_message(path, dataset, file_name, digest.hexdigest(), checksums[file_name]))
+    return array
+
+
+def _remove_stale_parts(folder, file_name):
+    """Delete the `.part` files of `file_name` that killed downloads left in `folder`."""
+    now = time.time()
+    try:
+        parts = list(folder.glob(f".{file_name}.*.part"))
+    except OSError:
+        return  # a folder we cannot list holds nothing we could remove
+    for part in parts:
+        try:
+            if now - part.stat().st_mtime > STALE_PART_SECONDS:
+                part.unlink()
+        except OSError:
+            pass  # gone already (another run removed it), or a read-only folder: not our problem here
+
+
+def _download(dataset, info, file, places, passed_over, mirrors, checksums):
+    """Fetch `<file>.gz` from the first mirror that serves a verified copy into the download folder
+    (the first place searched), and return its array. The file only appears there, by an atomic
+    rename, once it has been verified."""
+    cache_dir = places[0][0]
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        handle, temporary_name = tempfile.mkstemp(dir=cache_dir, prefix=f".{file.name}.", suffix=".part")
+    except OSError as error:
+        raise DatasetNotFoundError(
+            f"{dataset}'s {file.name} is not on disk and cannot be downloaded into {cache_dir}: "
+            f"{error.strerror or error}; point {DATA_ENVIRONMENT_VARIABLE} (or data_dir) at a writable "
+            f"folder, or at one that holds the files"
+        ) from error
+    temporary = Path(temporary_name)
+    # a gzip file is never much larger than its content: a mirror sending more is not sending this file
+    max_bytes = file.size + file.size // 100 + (1 << 16)
+    failures = []
+    try:
+        with os.fdopen(handle, "wb") as temporary_file:
+            for mirror in mirrors:
+                url = mirror.rstrip("/") + "/" + file.name + ".gz"
+                try:
+                    temporary_file.seek(0)
+                    temporary_file.truncate()
+                    _fetch(url, temporary_file, f"{dataset} {file.name}", max_bytes)
+                    temporary_file.flush()
+                    array = _read_verified(temporary, dataset, file.name, checksums)
+                    os.replace(temporary, cache_dir / (file.name + ".gz"))
+                    return array
+                # URLError, HTTPError, timeouts and refused connections are OSErrors; a bad URL is a ValueError
+                except (OSError, ValueError, http.client.HTTPException) as error:
+                    failures.append((url, error))
+    finally:
+        temporary.unlink(missing_ok=True)
+
+    message = _not_found_message(dataset, info, file.name, places, passed_over, failures)
+    # a mirror that answered with the wrong bytes is a worse problem than a missing file: say so
+    if any(isinstance(error, ChecksumError) for _, error in failures):
+        raise ChecksumError(message)
+    if any(isinstance(error, IDXError) for _, error in failures):
+        raise IDXError(message)
+    raise DatasetNotFoundError(message)
+
+
+def _fetch(url, destination, label, max_bytes):
+    """Copy `url` into the open file `destination`, in at most DOWNLOAD_DEADLINE_SECONDS."""
+    started = time.monotonic()
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        received = 0
+        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"downloading {label}") as bar:
+            # read1 returns what one read of the socket brought; read(n) would wait for all n bytes,
+            # and a mirror trickling a byte now and then could keep that one call going forever
+            while chunk := response.read1(1 << 16):
+                received += len(chunk)
+                if received > max_bytes:
+                    raise OSError(f"sent more than {max_bytes} bytes; that is not the file asked for")
+                elapsed = time.monotonic() - started
+                if elapsed > DOWNLOAD_DEADLINE_SECONDS:
+                    raise TimeoutError(
+                        f"only {received} bytes arrived in {elapsed:.1f} s; the deadline for one file is "
+                        f"{DOWNLOAD_DEADLINE_SECONDS} s"
+                    )
+                destination.write(chunk)
+                bar.update(len(chunk))
+
+
+def _not_found_message(dataset, info, file_name, places, passed_over, failures):
+    lines = [f"{dataset} file {file_name} (raw or .gz) was not found. Looked in:"]
+    lines += [f"  {folder}  ({reason})" for folder, reason in places]
+    lines += [f"  passed over: {note}" for note in passed_over]
+    if failures is None:
+        lines.append("Downloading was switched off (download=False).")
+    else:
+        lines.append(f"Downloading {file_name}.gz into {places[0][0]} failed from every mirror:")
+        lines += [f"  {url}: {error}" for url, error in failures] or ["  (no mirrors were given)"]
+    names = ", ".join(file.name + ".gz" for file in info.files.values())
+    lines.append(
+        f"To provide the files: download the four {dataset} files ({names}) from a mirror such as "
+        f"{info.mirrors[0]} into one folder, then set {DATA_ENVIRONMENT_VARIABLE} to that folder or "
+        "pass data_dir=..."
+        + "".join(f"; or install {package} (it puts them in {folder})" for folder, package in info.system_dirs.items())
+    )
+    return "\n".join(lines)
