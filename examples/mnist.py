@@ -83,8 +83,6 @@ def main(argv=None):
     start_time = time.perf_counter()
     args = run.parse_args(DEFAULTS, PRESETS, argv, description="Train an MLP on MNIST with tinygrad_mnist.")
     session = run.Session(args)  # reads --load/--resume, checks --save/--metrics, prints the settings
-    mnist = load_mnist(args.data_dir).subset(args.train_subset, args.test_subset)
-    train_images, train_labels, test_images, test_labels = mnist
 
     rng = np.random.default_rng(args.seed)  # initial weights and batch order
     layer_sizes = [784, *(int(size) for size in args.hidden.split(",")), 10]
@@ -93,6 +91,9 @@ def main(argv=None):
     optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                           clip_value=args.clip_value, clip_norm=args.clip_norm)
     first_epoch = session.restore(optimizer, rng)  # --resume: momentum, batch order and epoch as saved
+
+    mnist = load_mnist(args.data_dir).subset(args.train_subset, args.test_subset)
+    train_images, train_labels, test_images, test_labels = mnist
 
     if args.graph:  # the graph of one training step; --graph without --epochs only draws
         images = Tensor(normalize(train_images[: args.batch_size]).reshape(-1, 784), name="images")

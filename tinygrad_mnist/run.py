@@ -29,6 +29,7 @@ import math
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -260,8 +261,10 @@ def _check_save_target(path, overwrite=False, resuming=None):
         folder = folder.parent
     if not folder.is_dir():
         raise CheckpointError(f"{path} cannot be made: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise CheckpointError(f"{path} cannot be written: {folder} is not writable")
+    try:  # a real write: access() says yes to root even on a read-only file system's folders
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        raise CheckpointError(f"{path} cannot be written: {folder} is not writable ({error.strerror})") from None
     if path.exists() and not overwrite and not (resuming is not None and _same_file(path, resuming)):
         raise CheckpointError(f"{path} already exists and holds another run; choose another path or add --overwrite")
 
@@ -383,6 +386,10 @@ class Session:
         --load or --resume, the spec must be the saved one, and the saved weights are loaded."""
         self.spec = json.loads(json.dumps(spec))  # as the record will hold it: lists, not tuples
         if self.checkpoint is not None and self.spec != self.checkpoint.meta["model"]:
+            try:  # an unusable saved model is the file's fault, not the flags'
+                build_model(self.checkpoint.meta["model"])
+            except ValueError as error:
+                raise RunError(f"{self.source}: its model is unusable: {error}") from None
             raise RunError(f"the settings describe the model {self.spec}, which does not match the saved model's "
                            f"layers {self.checkpoint.meta['model']} in {self.source}: drop the flags that change the model")
         try:
@@ -459,9 +466,10 @@ class Session:
         epoch's last step can break them), else write the checkpoint (--save) and the epoch's
         `numbers` (--metrics)."""
         arrays = [*model.state_dict().values(), *optimizer.state_dict().values()]
-        if not all(np.isfinite(array).all() for array in arrays):
-            raise RunError(f"the weights became NaN or inf in epoch {epoch}: training diverged"
-                           f"{self._kept('; ')}. {self._remedies()}")
+        broken = [name for name, value in numbers.items() if _is_number(value) and not math.isfinite(value)]
+        if broken or not all(np.isfinite(array).all() for array in arrays):
+            what = f"the {broken[0].replace('_', ' ')} became {numbers[broken[0]]}" if broken else "the weights became NaN or inf"
+            raise RunError(f"{what} in epoch {epoch}: training diverged{self._kept('; ')}. {self._remedies()}")
         if self.args.save is not None:
             self.save(epoch, model, optimizer, rng)
         if self.metrics is not None:
