@@ -37,8 +37,11 @@ def assert_one_line_error(result, status, *phrases):
 def hand_made_checkpoint(path, **changes):
     """A checkpoint of a 784-16-10 MLP as the example writes it, with some record fields changed."""
     record = dict(model={"kind": "mlp", "layer_sizes": [784, 16, 10], "negative_slope": 0.01}, settings=dict(SETTINGS),
+                  layer_sizes=[784, 16, 10],  # what earlier versions of the example read instead of model
                   epoch=1, rng_state=np.random.default_rng(0).bit_generator.state, train_subset=500, test_subset=200)
     record.update(changes)
+    if isinstance(record["model"], dict) and "layer_sizes" in record["model"]:
+        record["layer_sizes"] = record["model"]["layer_sizes"]
     return save_checkpoint(path, nn.mlp([784, 16, 10], rng=np.random.default_rng(0)).state_dict(), **record)
 
 
@@ -260,10 +263,12 @@ def test_ctrl_c_before_the_first_epoch_of_a_resumed_run_names_the_file_that_hold
 # ----- 17. progress in a log file --------------------------------------------------------------
 @pytest.mark.mnist
 def test_progress_is_one_plain_line_per_epoch_when_stderr_is_not_a_terminal(mnist_dir):
-    result = run([arg for arg in TINY if arg != "--quiet"] + ["--epochs", "2"], mnist_dir)
+    args = [sys.executable, str(SCRIPT), *[arg for arg in TINY if arg != "--quiet"], "--epochs", "2"]
+    env = dict(os.environ, TINYGRAD_MNIST_DATA=str(mnist_dir))
+    result = subprocess.run(args, capture_output=True, timeout=300, env=env, cwd=REPO)  # bytes: "\r" as written
     assert result.returncode == 0, result.stderr
-    assert "\r" not in result.stderr and "\r" not in result.stdout
-    assert len(re.findall(r"^Epoch \d/2 ", result.stdout, re.MULTILINE)) == 2
+    assert b"\r" not in result.stderr and b"\r" not in result.stdout
+    assert len(re.findall(rb"^Epoch \d/2 ", result.stdout, re.MULTILINE)) == 2
 
 
 # ----- 18. --graph alone draws and exits ------------------------------------------------------
