@@ -43,7 +43,7 @@ DOC_FILES = sorted(ROOT.glob("docs/*.md")) + ([ROOT / "README.md"] if (ROOT / "R
 SKIP_MARKER = "no-run"
 SUBMODULES = [
     "tensor", "function", "ops", "functional", "nn", "optim",
-    "gradcheck", "modes", "reference", "checkpoint", "data", "viz",
+    "gradcheck", "modes", "reference", "checkpoint", "data", "viz", "run",
 ]
 
 

@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import signal
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import nn
+from . import checkpoint as checkpoint_module, nn
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .modes import AnomalyError, detect_anomaly
 
@@ -80,17 +79,17 @@ def _check_sizes(text):
     return None if min(sizes) >= 1 else "sizes must be at least 1"
 
 
-POSITIVE = "a positive number float32 can hold (1e-45 to 3e38)"
+_POSITIVE = "a positive number float32 can hold (1e-45 to 3e38)"
 SETTINGS = {
     "epochs": Setting(int, "passes over the training set", _rule(lambda v: v >= 0, "0 or more")),
     "batch_size": Setting(int, "examples per step", _rule(lambda v: v >= 1, "at least 1")),
-    "lr": Setting(float, "peak learning rate", _rule(_float32_positive, POSITIVE)),
+    "lr": Setting(float, "peak learning rate", _rule(_float32_positive, _POSITIVE)),
     "momentum": Setting(float, "SGD momentum", _rule(lambda v: 0 <= v < 1, "in [0, 1)")),
     "hidden": Setting(str, "hidden layer sizes, e.g. 256 or 128,64", _check_sizes),
     "init_scale": Setting(float, "multiplier of the He initialisation", _rule(lambda v: 0 < v < math.inf, "positive and finite")),
     "negative_slope": Setting(float, "leaky ReLU slope below zero", _rule(math.isfinite, "a finite number")),
-    "clip_norm": Setting(float, "clip the gradients' joint L2 norm to this", _rule(_float32_positive, POSITIVE)),
-    "clip_value": Setting(float, "clip every gradient element to [-v, v]", _rule(_float32_positive, POSITIVE)),
+    "clip_norm": Setting(float, "clip the gradients' joint L2 norm to this", _rule(_float32_positive, _POSITIVE)),
+    "clip_value": Setting(float, "clip every gradient element to [-v, v]", _rule(_float32_positive, _POSITIVE)),
     "schedule": Setting(str, "learning-rate schedule", _rule(lambda v: v in ("cosine", "constant"), "cosine or constant"), ("cosine", "constant")),
     "seed": Setting(int, "seed for initialisation and shuffling", _rule(lambda v: v >= 0, "0 or more")),
 }
@@ -251,8 +250,9 @@ def load_model(path):
 
 
 # ----- the save target ------------------------------------------------------------------------
-def _check_save_target(path, overwrite=False, resuming=None):
-    """Stand-in for checkpoint.check_save_target until that module provides it."""
+def _check_save_target_here(path, overwrite=False, resuming=None):
+    """Stand-in for checkpoint.check_save_target where that module does not provide it: raise
+    CheckpointError if `path` is a folder, cannot be made or written, or holds another run."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder; give a file name, like {path / 'run.npz'}")
@@ -269,10 +269,7 @@ def _check_save_target(path, overwrite=False, resuming=None):
         raise CheckpointError(f"{path} already exists and holds another run; choose another path or add --overwrite")
 
 
-try:
-    from .checkpoint import check_save_target
-except ImportError:
-    check_save_target = _check_save_target
+_check_save_target = getattr(checkpoint_module, "check_save_target", _check_save_target_here)
 
 
 def _same_file(first, second):
@@ -320,7 +317,7 @@ class Session:
                 self.saved_epoch = self.checkpoint.meta["epoch"]
         if args.save is not None:
             try:
-                check_save_target(args.save, overwrite=args.overwrite, resuming=self.source)
+                _check_save_target(args.save, overwrite=args.overwrite, resuming=self.source)
             except CheckpointError as error:
                 raise RunError(f"--save {error}", status=2) from None
         self.metrics = self._open_metrics(args.metrics) if args.metrics else None
