@@ -202,7 +202,7 @@ def test_detect_anomaly_in_the_evaluation_after_an_epoch_is_one_line(mnist_dir):
     (["--seed", "-1"], "--seed must be 0 or more"),
     (["--hidden", "999999999"], "parameters"),
     (["--hidden", "100000,100000"], "parameters"),
-    (["--init-scale", "inf"], "--init-scale must be positive and finite"),
+    (["--init-scale", "inf"], "--init-scale must be a positive number float32 can hold"),
     (["--negative-slope", "nan"], "--negative-slope must be a finite number"),
     (["--clip-value", "1e-50"], "--clip-value must be a positive number float32 can hold"),
     (["--clip-norm", "1e39"], "--clip-norm must be a positive number float32 can hold"),
@@ -304,3 +304,47 @@ def test_metrics_writes_one_record_per_epoch_with_the_printed_numbers(mnist_dir,
 
 def test_metrics_into_a_folder_is_refused_before_anything_runs(tmp_path):
     assert_one_line_error(run(["--metrics", tmp_path], data_dir=tmp_path), 2, "--metrics", "is a folder")
+
+
+# ----- 7, fuzzed: any one record field set to any value is either used or refused in one line ------
+ODD_VALUES = [None, True, False, -1, 0, 1, 3, 2**70, -(2**70), 0.5, -0.5, 1e308, float("nan"), float("inf"),
+              10**400, "", "1", "x", [], [1], [784, 16, 10], {}, {"kind": "mlp"}]
+
+
+def record_fields(record, prefix=()):
+    """Every (path of keys, value) in a nested record, lists included."""
+    for key, value in (record.items() if isinstance(record, dict) else enumerate(record)):
+        yield (*prefix, key), value
+        if isinstance(value, (dict, list)):
+            yield from record_fields(value, (*prefix, key))
+
+
+def test_resume_setup_uses_or_refuses_every_single_field_mutation_and_raises_nothing_else(tmp_path, capsys):
+    good = load_checkpoint(hand_made_checkpoint(tmp_path / "good.npz"))
+    fields = [path for path, _ in record_fields(good.meta)]
+    rng = np.random.default_rng(11)
+    outcomes = {"used": 0, "refused": 0}
+    for trial in range(500):
+        meta = json.loads(json.dumps(good.meta))
+        *parents, last = fields[rng.integers(len(fields))]
+        target = meta
+        for key in parents:
+            target = target[key]
+        target[last] = ODD_VALUES[rng.integers(len(ODD_VALUES))]
+        path = save_checkpoint(tmp_path / f"mutant{trial}.npz", good.model_state, good.optimizer_state, **meta)
+        try:
+            args = runlib.parse_args(dict(SETTINGS), argv=["--resume", str(path)])
+            session = runlib.Session(args)
+            sizes = [784, *map(int, args.hidden.split(",")), 10]
+            model = session.model({"kind": "mlp", "layer_sizes": sizes, "negative_slope": args.negative_slope},
+                                  init_scale=args.init_scale)
+            optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
+                                  clip_value=args.clip_value, clip_norm=args.clip_norm)
+            session.restore(optimizer, np.random.default_rng(args.seed))
+            outcomes["used"] += 1
+        except (runlib.RunError, CheckpointError) as error:
+            assert "\n" not in str(error)
+            outcomes["refused"] += 1
+        path.unlink()
+    capsys.readouterr()
+    assert outcomes["refused"] > 200 and outcomes["used"] > 20, outcomes

@@ -68,7 +68,12 @@ def _rule(is_valid, must):
 
 
 def _float32_positive(value):
-    return 0 < np.float32(value) < np.inf  # 1e-50 rounds to 0 in float32 and would train nothing
+    with np.errstate(over="ignore"):  # 1e39 becomes inf, 1e-50 becomes 0: neither would train
+        return _finite(value) and 0 < np.float32(value) < np.inf
+
+
+def _finite(value):
+    return math.isfinite(value) if abs(value) < 2**1024 else False  # a huge int does not fit a float
 
 
 def _check_sizes(text):
@@ -86,8 +91,8 @@ SETTINGS = {
     "lr": Setting(float, "peak learning rate", _rule(_float32_positive, _POSITIVE)),
     "momentum": Setting(float, "SGD momentum", _rule(lambda v: 0 <= v < 1, "in [0, 1)")),
     "hidden": Setting(str, "hidden layer sizes, e.g. 256 or 128,64", _check_sizes),
-    "init_scale": Setting(float, "multiplier of the He initialisation", _rule(lambda v: 0 < v < math.inf, "positive and finite")),
-    "negative_slope": Setting(float, "leaky ReLU slope below zero", _rule(math.isfinite, "a finite number")),
+    "init_scale": Setting(float, "multiplier of the He initialisation", _rule(_float32_positive, _POSITIVE)),
+    "negative_slope": Setting(float, "leaky ReLU slope below zero", _rule(_finite, "a finite number")),
     "clip_norm": Setting(float, "clip the gradients' joint L2 norm to this", _rule(_float32_positive, _POSITIVE)),
     "clip_value": Setting(float, "clip every gradient element to [-v, v]", _rule(_float32_positive, _POSITIVE)),
     "schedule": Setting(str, "learning-rate schedule", _rule(lambda v: v in ("cosine", "constant"), "cosine or constant"), ("cosine", "constant")),
@@ -199,7 +204,7 @@ def build_mlp(layer_sizes, negative_slope=0.01, **options):
     """MODELS["mlp"]: nn.mlp(layer_sizes, negative_slope, **options), after checking the sizes."""
     if not (isinstance(layer_sizes, list) and len(layer_sizes) >= 2 and all(_is_int(n) and n >= 1 for n in layer_sizes)):
         raise ValueError(f"layer_sizes must be a list of 2 or more whole numbers of at least 1, got {layer_sizes!r}")
-    if not (_is_number(negative_slope) and math.isfinite(negative_slope)):
+    if not (_is_number(negative_slope) and _finite(negative_slope)):
         raise ValueError(f"negative_slope must be a finite number, got {negative_slope!r}")
     _check_size(sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(layer_sizes, layer_sizes[1:])))
     return nn.mlp(layer_sizes, negative_slope=negative_slope, **options)
@@ -210,7 +215,7 @@ MODELS = {"mlp": build_mlp}  # kind -> builder(**arguments, **options); a new ar
 
 def _check_size(parameters):
     if parameters > MAX_PARAMETERS:
-        raise ValueError(f"the model would have {parameters:,} parameters ({4 * parameters / 2**30:.1f} GiB of float32); "
+        raise ValueError(f"the model would have {parameters:,} parameters ({4 * parameters // 2**30:,} GiB of float32); "
                          f"the limit is {MAX_PARAMETERS:,}: choose smaller layers")
 
 
@@ -218,7 +223,7 @@ def build_model(spec, **options):
     """The model a spec describes, e.g. {"kind": "mlp", "layer_sizes": [784, 512, 10],
     "negative_slope": 0.01}, built by MODELS[kind]; `options` (rng, init_scale, ...) go to the
     builder. Raises ValueError naming what is wrong with the spec, before allocating anything."""
-    if not isinstance(spec, dict) or spec.get("kind") not in MODELS:
+    if not isinstance(spec, dict) or not isinstance(spec.get("kind"), str) or spec["kind"] not in MODELS:
         kind = spec.get("kind") if isinstance(spec, dict) else spec
         raise ValueError(f"the model kind {kind!r} is not one of {sorted(MODELS)}")
     arguments = {key: value for key, value in spec.items() if key != "kind"}
