@@ -506,7 +506,7 @@ class Session:
         if resume is not None:
             return f"{prefix}{save} was not written; {resume} still holds epoch {self.checkpoint.meta['epoch']}"
         if save is not None:
-            return f"{prefix}no epoch finished, so {save} was not written"
+            return f"{prefix}no good epoch yet, so {save} was not written"
         return f"{prefix}nothing was saved (use --save PATH to keep checkpoints)"
 
     def _remedies(self):
@@ -519,6 +519,8 @@ class Session:
             kept = f"{save} holds epoch {self.saved_epoch}; continue with --resume {save}"
         elif resume is not None:
             kept = f"{save} was not written; continue with --resume {resume}" + (f" --save {save}" if save != resume else "")
+        elif save is not None:
+            kept = f"no epoch finished, so {save} was not written"
         else:
             kept = self._kept()
         print(f"\nStopped by Ctrl-C in epoch {self.epoch + 1} at step {self.step + 1}/{self.steps_per_epoch}; {kept}.",
