@@ -348,3 +348,10 @@ def test_resume_setup_uses_or_refuses_every_single_field_mutation_and_raises_not
         path.unlink()
     capsys.readouterr()
     assert outcomes["refused"] > 200 and outcomes["used"] > 20, outcomes
+
+
+def test_a_record_cannot_set_anything_but_the_settings(tmp_path, capsys):
+    path = hand_made_checkpoint(tmp_path / "sly.npz", settings={**SETTINGS, "save": "/elsewhere.npz", "overwrite": True})
+    args = runlib.parse_args(dict(SETTINGS), argv=["--resume", str(path)])
+    runlib.Session(args)
+    assert args.save == path and args.overwrite is False

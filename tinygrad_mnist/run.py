@@ -343,11 +343,12 @@ class Session:
         problem = self._check_record(meta)
         if problem:
             raise RunError(f"{path} holds {problem}")
+        saved = {name: value for name, value in meta.get("settings", {}).items() if name in args.defaults}
         if args.resume:
-            vars(args).update(meta["settings"], train_subset=meta.get("train_subset"), test_subset=meta.get("test_subset"))
+            vars(args).update(saved, train_subset=meta.get("train_subset"), test_subset=meta.get("test_subset"))
         else:  # --load: the saved settings, then the preset, then the flags; evaluate unless --epochs
             given = {name: getattr(args, name) for name in args.given}
-            vars(args).update({**args.defaults, **meta.get("settings", {}), **args.preset_settings, **given})
+            vars(args).update({**args.defaults, **saved, **args.preset_settings, **given})
             args.epochs = given.get("epochs", 0)
         return checkpoint
 
@@ -396,8 +397,10 @@ class Session:
                            f"layers {self.checkpoint.meta['model']} in {self.source}: drop the flags that change the model")
         try:
             model = build_model(self.spec, **options)
-        except ValueError as error:
-            raise (RunError(f"{self.source}: its model is unusable: {error}") if self.checkpoint else RunError(str(error), status=2)) from None
+        except ValueError as error:  # from the flags (a bad argument) or from a record that slipped through
+            if self.checkpoint is None:
+                raise RunError(str(error), status=2) from None
+            raise RunError(f"{self.source}: its model is unusable: {error}") from None
         if self.checkpoint is not None:
             _load_weights(model, self.checkpoint.model_state, self.source)
         return model
