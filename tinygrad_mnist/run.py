@@ -8,9 +8,12 @@ module a line at a time, so the loop stays readable and every script fails the s
     model = session.model(spec, rng=rng)         # built through MODELS; the saved weights if any
     first_epoch = session.restore(optimizer, rng)          # --resume: momentum, batch order, epoch
     with session.training():                     # Ctrl-C stops after a step; --detect-anomaly
-        for step, batch in session.steps(batches, epoch, steps_per_epoch): ...
-            session.check_loss(loss.item())      # a non-finite loss stops with what to try
-        session.end_epoch(epoch + 1, model, optimizer, rng, **numbers)  # checks, saves, logs
+        for epoch in range(first_epoch, args.epochs):
+            for step, batch in session.steps(batches, epoch, steps_per_epoch):
+                ...                              # forward and loss, then
+                session.check_loss(loss.item())  # a non-finite loss stops with what to try
+                ...                              # zero_grad, backward, step
+            session.end_epoch(epoch + 1, model, optimizer, rng, **numbers)  # checks, saves, logs
     run.main(train, errors=(...))                # one line on stderr and an exit status
 
 Exit statuses: 0 done, 1 a failure (an unusable file, divergence, a write that failed), 2 a bad
@@ -95,7 +98,8 @@ SETTINGS = {
     "negative_slope": Setting(float, "leaky ReLU slope below zero", _rule(_finite, "a finite number")),
     "clip_norm": Setting(float, "clip the gradients' joint L2 norm to this", _rule(_float32_positive, _POSITIVE)),
     "clip_value": Setting(float, "clip every gradient element to [-v, v]", _rule(_float32_positive, _POSITIVE)),
-    "schedule": Setting(str, "learning-rate schedule", _rule(lambda v: v in ("cosine", "constant"), "cosine or constant"), ("cosine", "constant")),
+    "schedule": Setting(str, "learning-rate schedule", _rule(lambda v: v in ("cosine", "constant"), "cosine or constant"),
+                        choices=("cosine", "constant")),
     "seed": Setting(int, "seed for initialisation and shuffling", _rule(lambda v: v >= 0, "0 or more")),
 }
 
@@ -166,7 +170,8 @@ def parse_args(defaults, presets=None, argv=None, description=None, rules=SETTIN
     add("--resume", type=Path, metavar="PATH", help="continue a --save checkpoint exactly where it stopped")
     add("--load", type=Path, metavar="PATH", help="start from a saved model and its settings, with a fresh optimizer "
         "and schedule; evaluates only unless --epochs N is given (then trains N epochs)")
-    add("--metrics", type=Path, metavar="PATH", help="write each epoch's numbers here: JSON lines, or CSV if PATH ends in .csv")
+    add("--metrics", type=Path, metavar="PATH",
+        help="write each epoch's numbers here: JSON lines, or CSV if PATH ends in .csv")
     add("--graph", type=Path, metavar="PATH", help="draw one training step's graph to PATH (.svg, .png, .pdf or .dot); "
         "alone it only draws, with --epochs N it draws, then trains")
     add("--detect-anomaly", action="store_true", help="check every op for NaN/Inf (slower)")
@@ -177,7 +182,8 @@ def parse_args(defaults, presets=None, argv=None, description=None, rules=SETTIN
     args.given = {name for name in defaults if getattr(args, name) is not None}
     args.preset_settings = presets.get(args.preset, {})
     if args.resume is not None:
-        extra = sorted(map(_flag, args.given | {name for name in ("train_subset", "test_subset") if getattr(args, name) is not None}))
+        subsets = {name for name in ("train_subset", "test_subset") if getattr(args, name) is not None}
+        extra = sorted(map(_flag, args.given | subsets))
         extra += ["--load"] * (args.load is not None) + ["--preset"] * (args.preset is not None)
         if extra:
             parser.error(f"--resume continues the saved run with its own settings and subsets; drop {', '.join(extra)}")
@@ -328,7 +334,8 @@ class Session:
         self.metrics = self._open_metrics(args.metrics) if args.metrics else None
         self.settings = {name: getattr(args, name) for name in args.defaults}
         shown = " ".join(f"{name}={value}" for name, value in self.settings.items())
-        subsets = "".join(f" {name}={getattr(args, name)}" for name in ("train_subset", "test_subset") if getattr(args, name))
+        subsets = "".join(f" {name}={getattr(args, name)}" for name in ("train_subset", "test_subset")
+                          if getattr(args, name))
         origin = f" (from {self.source}, epoch {self.checkpoint.meta.get('epoch', '?')})" if self.source else ""
         print(f"Settings: {shown}{subsets}{origin}")
 
@@ -473,7 +480,8 @@ class Session:
         arrays = [*model.state_dict().values(), *optimizer.state_dict().values()]
         broken = [name for name, value in numbers.items() if _is_number(value) and not math.isfinite(value)]
         if broken or not all(np.isfinite(array).all() for array in arrays):
-            what = f"the {broken[0].replace('_', ' ')} became {numbers[broken[0]]}" if broken else "the weights became NaN or inf"
+            what = f"the {broken[0].replace('_', ' ')} became {numbers[broken[0]]}" if broken else \
+                "the weights became NaN or inf"
             raise RunError(f"{what} in epoch {epoch}: training diverged{self._kept('; ')}. {self._remedies()}")
         if self.args.save is not None:
             self.save(epoch, model, optimizer, rng)
