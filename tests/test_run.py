@@ -355,3 +355,18 @@ def test_a_record_cannot_set_anything_but_the_settings(tmp_path, capsys):
     args = runlib.parse_args(dict(SETTINGS), argv=["--resume", str(path)])
     runlib.Session(args)
     assert args.save == path and args.overwrite is False
+
+
+def test_ctrl_c_during_an_epoch_s_evaluation_keeps_that_epoch_then_exits_130(tmp_path, capsys):
+    path = tmp_path / "run.npz"
+    session = runlib.Session(runlib.parse_args(dict(SETTINGS), argv=["--save", str(path)]))
+    model = session.model({"kind": "mlp", "layer_sizes": [784, 16, 10], "negative_slope": 0.01})
+    optimizer, rng = optim.SGD(model.parameters(), lr=0.1), np.random.default_rng(0)
+    with pytest.raises(SystemExit) as stopped, session.training():
+        session.stop.requested = True  # Ctrl-C arrived after the epoch's last step, while evaluating
+        session.end_epoch(1, model, optimizer, rng, train_loss=1.0)
+    assert stopped.value.code == 130 and load_checkpoint(path).meta["epoch"] == 1
+    assert f"{path} holds epoch 1; continue with --resume {path}" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped, session.training():
+        session.stop.requested = True  # ... or after the last epoch, before the final report
+    assert stopped.value.code == 130

@@ -318,7 +318,7 @@ class Session:
     and prints the settings it uses on one line."""
 
     def __init__(self, args):
-        self.args, self.spec, self.position = args, None, "before training"
+        self.args, self.spec, self.position, self.stop = args, None, "before training", None
         self.source = args.resume or args.load
         self.checkpoint = self._read(self.source) if self.source else None
         self.saved_epoch = None  # the epoch the --save file holds, when known to be this run's
@@ -446,6 +446,8 @@ class Session:
                 yield self
             except AnomalyError as error:
                 raise RunError(f"{self.position}: {error}") from None
+            if self.stop.requested:  # Ctrl-C after the last step: the last epoch is kept, stop here
+                self._stopped()
         self.position = "after training"
 
     def steps(self, batches, epoch, steps_per_epoch):
@@ -493,6 +495,8 @@ class Session:
             else:
                 self.metrics.write(json.dumps(numbers) + "\n")
             self.metrics.flush()
+        if self.stop is not None and self.stop.requested:  # Ctrl-C while evaluating: the epoch is kept
+            self._stopped()
 
     def save(self, epoch, model, optimizer, rng):
         """Write the checkpoint of --save: the arrays and the record (model, settings, epoch, RNG
@@ -534,8 +538,7 @@ class Session:
             kept = f"no epoch finished, so {save} was not written"
         else:
             kept = self._kept()
-        print(f"\nStopped by Ctrl-C in epoch {self.epoch + 1} at step {self.step + 1}/{self.steps_per_epoch}; {kept}.",
-              file=sys.stderr)
+        print(f"\nStopped by Ctrl-C {self.position}; {kept}.", file=sys.stderr)
         sys.exit(130)
 
 
