@@ -44,7 +44,7 @@ SKIP_MARKER = "no-run"
 SUBMODULES = [
     "tensor", "function", "ops", "functional", "nn", "optim",
     "gradcheck", "modes", "reference", "checkpoint", "data", "datasets", "viz",
-    "plots", "digits", "interop",
+    "plots", "digits", "interop", "run",
 ]
 
 
