@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 import tinygrad_mnist as tg
-from tinygrad_mnist import Tensor, nn
-from tinygrad_mnist.checkpoint import CheckpointError, load_checkpoint
+from tinygrad_mnist import Tensor, run
+from tinygrad_mnist.checkpoint import CheckpointError
 from tinygrad_mnist.data import normalize
 from tinygrad_mnist.digits import DigitImageError, MissingPillowError, load_digit
 
@@ -50,18 +50,6 @@ def parse_args(argv=None):
     return args
 
 
-def load_model(path):
-    """The model saved in the checkpoint at `path`: today's checkpoints hold an MLP, named by its
-    layer sizes and leaky ReLU slope in the checkpoint's record."""
-    checkpoint = load_checkpoint(path)
-    if "layer_sizes" not in checkpoint.meta:
-        raise CheckpointError(f"{path} does not record its model's layer sizes; save it with examples/mnist.py --save")
-    negative_slope = checkpoint.meta.get("settings", {}).get("negative_slope", 0.01)
-    model = nn.mlp(checkpoint.meta["layer_sizes"], negative_slope=negative_slope)
-    model.load_state_dict(checkpoint.model_state)
-    return model.eval()
-
-
 def classify(model, digits):
     """Probabilities (N, classes) for uint8 digits (N, 28, 28), scaled as in training."""
     with tg.no_grad():
@@ -73,7 +61,7 @@ def classify(model, digits):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        model = load_model(args.model)
+        model = run.load_model(args.model).eval()
     except (CheckpointError, FileNotFoundError, KeyError, ValueError, TypeError) as error:
         sys.exit(f"error: --model {args.model}: {error}")
 

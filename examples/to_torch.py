@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 import tinygrad_mnist as tg
-from tinygrad_mnist import Tensor, nn
-from tinygrad_mnist.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from tinygrad_mnist.data import IDXError, MNISTNotFoundError, load_mnist, normalize
+from tinygrad_mnist import Tensor, nn, run
+from tinygrad_mnist.checkpoint import CheckpointError
+from tinygrad_mnist.data import normalize
+from tinygrad_mnist.datasets import IDXError, MNISTNotFoundError, load_mnist
 from tinygrad_mnist.interop import INSTALL_HINT, from_torch, to_torch
 
 TOLERANCE = 1e-5  # largest difference of logits accepted (in float32: plus 1e-5 times the logit)
@@ -49,28 +50,16 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def load_model(path):
-    """The model saved in the checkpoint at `path`: today's checkpoints hold an MLP, named by its
-    layer sizes and leaky ReLU slope in the checkpoint's record."""
-    checkpoint = load_checkpoint(path)
-    if "layer_sizes" not in checkpoint.meta:
-        raise CheckpointError(f"{path} does not record its model's layer sizes; save it with examples/mnist.py --save")
-    negative_slope = checkpoint.meta.get("settings", {}).get("negative_slope", 0.01)
-    model = nn.mlp(checkpoint.meta["layer_sizes"], negative_slope=negative_slope)
-    model.load_state_dict(checkpoint.model_state)
-    return model.eval()
-
-
 def save_model(path, model):
-    """Save an MLP (Linear layers with one LeakyReLU slope between them) so load_model can rebuild it."""
+    """Save an MLP (Linear layers with one LeakyReLU slope between them) so run.load_model rebuilds it."""
     linears = [layer for layer in model if isinstance(layer, nn.Linear)]
     slopes = {layer.negative_slope for layer in model if isinstance(layer, nn.LeakyReLU)}
     kinds = [type(layer).__name__ for layer in model]
     if kinds != ["Linear", "LeakyReLU"] * (len(linears) - 1) + ["Linear"] or len(slopes) > 1:
         raise ValueError(f"save_model saves an MLP (Linear, LeakyReLU, ..., Linear with one slope), not {kinds}")
     layer_sizes = [linears[0].in_features] + [layer.out_features for layer in linears]
-    return save_checkpoint(path, model.state_dict(), layer_sizes=layer_sizes,
-                           settings={"negative_slope": slopes.pop() if slopes else 0.01})
+    spec = {"kind": "mlp", "layer_sizes": layer_sizes, "negative_slope": slopes.pop() if slopes else 0.01}
+    return run.save_model(path, model, spec)
 
 
 def main(argv=None):
@@ -80,7 +69,7 @@ def main(argv=None):
     except ImportError:
         sys.exit(f"error: {INSTALL_HINT}")
     try:
-        model = load_model(args.checkpoint)
+        model = run.load_model(args.checkpoint).eval()
     except (CheckpointError, FileNotFoundError, KeyError, ValueError, TypeError) as error:
         sys.exit(f"error: {args.checkpoint}: {error}")
     try:
@@ -112,7 +101,7 @@ def main(argv=None):
     back = from_torch(torch_model)
     if args.back:
         save_model(args.back, back)
-        back = load_model(args.back)
+        back = run.load_model(args.back).eval()
         print(f"converted back and saved to {args.back}")
     back_difference = report("float32, back from PyTorch vs the original", ours, logits_of(back, inputs), None, None)
     sys.exit(0 if float32_ok and max(float64_difference, back_difference) <= TOLERANCE else 1)

@@ -229,9 +229,9 @@ def test_resuming_a_checkpoint_with_invalid_settings_is_refused(mnist_dir, tmp_p
 def test_ctrl_c_before_training_starts_exits_130_without_a_traceback():
     # Ctrl-C while the data loads: stand in for it with a loader that raises KeyboardInterrupt
     code = (
-        "import runpy, sys, tinygrad_mnist.data as data\n"
+        "import runpy, sys, tinygrad_mnist.datasets as datasets\n"
         "def interrupted(*args, **kwargs): raise KeyboardInterrupt\n"
-        "data.load_mnist = interrupted\n"
+        "datasets.load_dataset = interrupted\n"
         f"sys.argv = ['mnist.py', '--quiet']\n"
         f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n"
     )

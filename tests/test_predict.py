@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinygrad_mnist.data import load_mnist
+from tinygrad_mnist import run
+from tinygrad_mnist.datasets import load_mnist
 from tinygrad_mnist.digits import DigitImageError, MissingPillowError, load_digit, preprocess, read_image
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow is not installed (pip install -e \".[images]\")")
@@ -159,7 +160,7 @@ def trained(mnist_dir, tmp_path_factory):
     finally:
         sys.path.remove(str(REPO / "examples"))
     mnist = load_mnist(data_dir=mnist_dir, download=False)
-    return predict, predict.load_model(checkpoint), checkpoint, mnist, folder
+    return predict, run.load_model(checkpoint).eval(), checkpoint, mnist, folder
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,8 @@ from tinygrad_mnist.checkpoint import CheckpointError, load_checkpoint, save_che
 
 TINY = ["--train-subset", "500", "--test-subset", "200", "--hidden", "16", "--quiet"]
 SETTINGS = {"epochs": 2, "batch_size": 64, "lr": 0.1, "momentum": 0.9, "hidden": "16", "init_scale": 1.0,
-            "negative_slope": 0.01, "clip_norm": None, "clip_value": None, "schedule": "cosine", "seed": 0}
+            "negative_slope": 0.01, "clip_norm": None, "clip_value": None, "schedule": "cosine", "seed": 0,
+            "dataset": "mnist"}
 
 
 def assert_one_line_error(result, status, *phrases):
@@ -158,7 +159,7 @@ def test_save_to_a_folder_under_a_file_or_onto_another_run_fails_before_training
     (tmp_path / "afile").write_text("x")
     hand_made_checkpoint(tmp_path / "other.npz")
     for target, phrase in [(tmp_path / "folder.npz", "is a folder"), (tmp_path / "afile" / "run.npz", "is a file"),
-                           (tmp_path / "other.npz", "--overwrite"), ("/proc/run.npz", "not writable")]:
+                           (tmp_path / "other.npz", "--overwrite"), ("/proc/run.npz", "cannot save to /proc/run.npz")]:
         result = run([*TINY, "--epochs", "1", "--save", target], mnist_dir)
         assert_one_line_error(result, 2, "--save", phrase)
         assert "Training..." not in result.stdout and "Settings" not in result.stdout
@@ -331,8 +332,9 @@ def test_resume_setup_uses_or_refuses_every_single_field_mutation_and_raises_not
         for key in parents:
             target = target[key]
         target[last] = ODD_VALUES[rng.integers(len(ODD_VALUES))]
-        path = save_checkpoint(tmp_path / f"mutant{trial}.npz", good.model_state, good.optimizer_state, **meta)
-        try:
+        path = tmp_path / f"mutant{trial}.npz"
+        try:  # the writer itself refuses a record that is not JSON (NaN, inf)
+            save_checkpoint(path, good.model_state, good.optimizer_state, **meta)
             args = runlib.parse_args(dict(SETTINGS), argv=["--resume", str(path)])
             session = runlib.Session(args)
             sizes = [784, *map(int, args.hidden.split(",")), 10]
@@ -345,7 +347,7 @@ def test_resume_setup_uses_or_refuses_every_single_field_mutation_and_raises_not
         except (runlib.RunError, CheckpointError) as error:
             assert "\n" not in str(error)
             outcomes["refused"] += 1
-        path.unlink()
+        path.unlink(missing_ok=True)
     capsys.readouterr()
     assert outcomes["refused"] > 200 and outcomes["used"] > 20, outcomes
 
@@ -370,3 +372,30 @@ def test_ctrl_c_during_an_epoch_s_evaluation_keeps_that_epoch_then_exits_130(tmp
     with pytest.raises(SystemExit) as stopped, session.training():
         session.stop.requested = True  # ... or after the last epoch, before the final report
     assert stopped.value.code == 130
+
+
+# ----- the dataset and the figure of a run -------------------------------------------------------
+@pytest.mark.fashion_mnist
+def test_dataset_fashion_mnist_trains_on_clothes_and_reports_each_class_by_name(fashion_mnist, tmp_path):
+    result = run([*TINY, "--dataset", "fashion-mnist", "--epochs", "1", "--save", tmp_path / "f.npz"], None)
+    assert result.returncode == 0, result.stderr
+    per_class = [line for line in result.stdout.splitlines() if line.startswith("Per class: ")]
+    assert len(per_class) == 1 and "T-shirt/top" in per_class[0] and "Ankle boot" in per_class[0]
+    assert "dataset=fashion-mnist" in result.stdout.splitlines()[0]
+    assert load_checkpoint(tmp_path / "f.npz").meta["settings"]["dataset"] == "fashion-mnist"  # --resume keeps it
+
+
+@pytest.mark.mnist
+def test_plot_draws_one_figure_of_the_run_after_training(mnist_dir, tmp_path):
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib (pip install -e '.[plots]')")
+    result = run([*TINY, "--epochs", "2", "--plot", tmp_path / "run.png"], mnist_dir)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"Figure of the run written to {tmp_path / 'run.png'}" in result.stdout
+
+
+def test_plot_to_a_file_it_cannot_draw_is_refused_before_anything_runs(tmp_path):
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib (pip install -e '.[plots]')")
+    result = run([*TINY, "--plot", tmp_path / "run.txt"], None)
+    assert_one_line_error(result, 2, "--plot", ".png or .svg")
+    assert "Settings" not in result.stdout

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import tinygrad_mnist as tg
-from tinygrad_mnist import Tensor, nn
-from tinygrad_mnist.data import load_mnist, normalize
+from tinygrad_mnist import Tensor, nn, run
+from tinygrad_mnist.data import normalize
+from tinygrad_mnist.datasets import load_mnist
 from tinygrad_mnist.interop import INSTALL_HINT, MissingTorchError, UnsupportedLayerError, from_torch, to_torch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,7 +151,7 @@ def test_the_script_moves_a_saved_model_to_torch_and_back_with_the_same_logits(t
         import to_torch as script
     finally:
         sys.path.remove(str(REPO / "examples"))
-    original, back = script.load_model(checkpoint), script.load_model(tmp_path / "back.npz")
+    original, back = run.load_model(checkpoint), run.load_model(tmp_path / "back.npz")
     inputs = normalize(load_mnist(data_dir=mnist_dir, download=False).test_images[:2000], flatten=True)
     ours = logits_of(original, inputs)
     np.testing.assert_array_equal(logits_of(back, inputs), ours)  # there and back: the same weights exactly

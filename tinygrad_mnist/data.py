@@ -15,11 +15,6 @@ import numbers
 
 import numpy as np
 
-# ----- transitional: these names moved to tinygrad_mnist.datasets and are re-exported here only
-# ----- until every caller imports them from there; delete this block then
-from tinygrad_mnist.datasets import IDXError, MNISTNotFoundError, load_mnist  # noqa: F401, E402
-# ----- end of the transitional block
-
 
 def normalize(images, flatten=False) -> np.ndarray:
     """uint8 pixels 0..255 -> float32 in [0, 1], same shape; flatten=True gives (N, 28*28).

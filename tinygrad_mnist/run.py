@@ -31,14 +31,14 @@ import json
 import math
 import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import checkpoint as checkpoint_module, nn
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from . import nn
+from .checkpoint import CheckpointError, check_save_target, load_checkpoint, save_checkpoint
+from .datasets import DATASETS
 from .modes import AnomalyError, detect_anomaly
 
 # a model larger than this is refused before anything is allocated: 10^8 float32 parameters are
@@ -101,6 +101,8 @@ SETTINGS = {
     "schedule": Setting(str, "learning-rate schedule", _rule(lambda v: v in ("cosine", "constant"), "cosine or constant"),
                         choices=("cosine", "constant")),
     "seed": Setting(int, "seed for initialisation and shuffling", _rule(lambda v: v >= 0, "0 or more")),
+    "dataset": Setting(str, "the dataset to train on", _rule(lambda v: v in DATASETS, f"one of {sorted(DATASETS)}"),
+                       choices=tuple(sorted(DATASETS))),
 }
 
 
@@ -172,6 +174,8 @@ def parse_args(defaults, presets=None, argv=None, description=None, rules=SETTIN
         "and schedule; evaluates only unless --epochs N is given (then trains N epochs)")
     add("--metrics", type=Path, metavar="PATH",
         help="write each epoch's numbers here: JSON lines, or CSV if PATH ends in .csv")
+    add("--plot", type=Path, metavar="PATH", help="after training, draw the loss, the accuracy, the confusion matrix "
+        "and the test images most wrong to PATH (.png or .svg; needs matplotlib)")
     add("--graph", type=Path, metavar="PATH", help="draw one training step's graph to PATH (.svg, .png, .pdf or .dot); "
         "alone it only draws, with --epochs N it draws, then trains")
     add("--detect-anomaly", action="store_true", help="check every op for NaN/Inf (slower)")
@@ -201,6 +205,13 @@ def parse_args(defaults, presets=None, argv=None, description=None, rules=SETTIN
         parser.error(f"--data-dir {args.data_dir} is not a folder")
     if args.graph is not None and args.graph.suffix.lower() not in (".svg", ".png", ".pdf", ".dot"):
         parser.error(f"--graph {args.graph}: end the file name with .svg, .png, .pdf or .dot")
+    if args.plot is not None:
+        from .plots import MissingMatplotlibError, check_plot_path
+
+        try:  # known now, not after training
+            check_plot_path(args.plot)
+        except (ValueError, MissingMatplotlibError) as error:
+            parser.error(f"--plot {error}")
     args.graph_only = args.graph is not None and "epochs" not in args.given and args.resume is None
     return args
 
@@ -248,6 +259,12 @@ def _load_weights(model, state, path):
         raise CheckpointError(f"{path} holds weights that are not finite (NaN or inf); use an earlier checkpoint")
 
 
+def save_model(path, model, spec):
+    """Save `model`'s weights with its spec (see build_model) as a checkpoint load_model reads back."""
+    build_model(spec)  # a spec that could not be rebuilt is refused now, not when loading
+    return save_checkpoint(path, model.state_dict(), model=spec)
+
+
 def load_model(path):
     """The model saved at `path`, rebuilt exactly: the architecture its record names, through
     MODELS, with the saved weights. Raises CheckpointError (or FileNotFoundError) saying why."""
@@ -258,29 +275,6 @@ def load_model(path):
         raise CheckpointError(f"{path}: its record's model is unusable: {error}") from None
     _load_weights(model, checkpoint.model_state, path)
     return model
-
-
-# ----- the save target ------------------------------------------------------------------------
-def _check_save_target_here(path, overwrite=False, resuming=None):
-    """Stand-in for checkpoint.check_save_target where that module does not provide it: raise
-    CheckpointError if `path` is a folder, cannot be made or written, or holds another run."""
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a folder; give a file name, like {path / 'run.npz'}")
-    folder = path.parent
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir():
-        raise CheckpointError(f"{path} cannot be made: {folder} is a file, not a folder")
-    try:  # a real write: access() says yes to root even on a read-only file system's folders
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as error:
-        raise CheckpointError(f"{path} cannot be written: {folder} is not writable ({error.strerror})") from None
-    if path.exists() and not overwrite and not (resuming is not None and _same_file(path, resuming)):
-        raise CheckpointError(f"{path} already exists and holds another run; choose another path or add --overwrite")
-
-
-_check_save_target = getattr(checkpoint_module, "check_save_target", _check_save_target_here)
 
 
 def _same_file(first, second):
@@ -322,13 +316,14 @@ class Session:
         self.source = args.resume or args.load
         self.checkpoint = self._read(self.source) if self.source else None
         self.saved_epoch = None  # the epoch the --save file holds, when known to be this run's
+        self.step_losses, self.epoch_accuracies = [], []  # this run's history, for --plot
         if args.resume is not None:
             args.save = args.save or args.resume
             if _same_file(args.save, args.resume):
                 self.saved_epoch = self.checkpoint.meta["epoch"]
         if args.save is not None:
             try:
-                _check_save_target(args.save, overwrite=args.overwrite, resuming=self.source)
+                check_save_target(args.save, overwrite=args.overwrite, resuming=self.source)
             except CheckpointError as error:
                 raise RunError(f"--save {error}", status=2) from None
         self.metrics = self._open_metrics(args.metrics) if args.metrics else None
@@ -470,6 +465,7 @@ class Session:
 
     def check_loss(self, value):
         """Return `value`, or stop the run (exit 1) if it is NaN or inf, with what to try."""
+        self.step_losses.append(value)
         if not math.isfinite(value):
             raise RunError(f"the loss became {value} in epoch {self.epoch + 1}, step {self.step + 1}/"
                            f"{self.steps_per_epoch}: training diverged{self._kept('; ')}. {self._remedies()}")
@@ -487,6 +483,7 @@ class Session:
             raise RunError(f"{what} in epoch {epoch}: training diverged{self._kept('; ')}. {self._remedies()}")
         if self.args.save is not None:
             self.save(epoch, model, optimizer, rng)
+        self.epoch_accuracies.append(numbers.get("test_accuracy"))
         if self.metrics is not None:
             numbers = {"epoch": epoch, **numbers}
             if self.args.metrics.suffix.lower() == ".csv":
@@ -508,6 +505,17 @@ class Session:
         except OSError as error:
             raise RunError(f"could not write {self.args.save} ({error.strerror or error}){self._kept('; ')}") from None
         self.saved_epoch = epoch
+
+    def plot(self, images, labels, logits, class_names):
+        """--plot: draw this run's losses and accuracies, the confusion matrix and the test images
+        most wrong (`logits` are the model's outputs on `images`) to one figure."""
+        if self.args.plot is None:
+            return
+        from .plots import plot_training
+
+        written = plot_training(self.args.plot, step_losses=self.step_losses, epoch_accuracies=self.epoch_accuracies,
+                                images=images, labels=labels, logits=logits, class_names=class_names)
+        print(f"Figure of the run written to {written}")
 
     def finish(self, model, optimizer, rng):
         """After the run: with --save and 0 epochs, save the model as it is (loaded or new)."""

@@ -267,7 +267,8 @@ def keyword_diagnosis(module, op, options, reference, arrays, label):
 # ----- MNIST, for a short training run -----------------------------------------------------------
 def load_mnist_subset(train, test):
     """The first `train` training and `test` test images, normalized and flattened, with labels."""
-    from ..data import IDXError, MNISTNotFoundError, load_mnist, normalize
+    from ..data import normalize
+    from ..datasets import IDXError, MNISTNotFoundError, load_mnist
 
     try:
         mnist = load_mnist().subset(train, test)
