@@ -330,7 +330,7 @@ def draw_step_graph(model, images, labels, args):
     loss = F.cross_entropy(model(x), labels[: args.batch_size])
     loss.name = "loss"
     loss.backward()
-    written = render(draw_graph(loss), args.graph)
+    written = render(draw_graph(loss, names=model), args.graph)
     model.zero_grad()
     print(f"Graph of one training step written to {written}")
     if written.suffix == ".dot" and args.graph.suffix != ".dot":
