@@ -138,7 +138,8 @@ class RPow(Function):
                 f"({base}) ** x is not a real number for fractional x and has no real gradient; "
                 f"use a positive base, or whole-number x that does not require grad"
             )
-        out = np.power(x.dtype.type(base), x)
+        with np.errstate(divide="ignore"):  # 0 ** -1 is inf, as in PyTorch: an answer, not an accident
+            out = np.power(x.dtype.type(base), x)
         ctx.save_for_backward(out)
         return out
 
@@ -397,15 +398,16 @@ class Index(Function):
 
 
 # ----- classifier ops ----------------------------------------------------------------------------
-def log_sum_exp(x, axis):
-    """(x - max, log sum e^(x - max)) along `axis`, both kept for broadcasting.
+def shifted_exp(x, axis):
+    """x - max, e^(x - max) and its sum along `axis` (kept for broadcasting): log-sum-exp's parts.
 
     log sum e^x = max + log sum e^(x - max). Subtracting the max first keeps every e^(x - max) in
-    (0, 1], so logits of 1000 do not overflow, and the sum is >= 1, so its log is finite.
-    log softmax(x) = (x - max) - log sum e^(x - max).
+    (0, 1], so logits of 1000 do not overflow, and makes the sum >= 1, so its log is finite.
+    Then log softmax(x) = (x - max) - log(sum) and softmax(x) = e^(x - max) / sum.
     """
     shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted, np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    exp_shifted = np.exp(shifted)
+    return shifted, exp_shifted, exp_shifted.sum(axis=axis, keepdims=True)
 
 
 class Softmax(Function):
@@ -413,8 +415,8 @@ class Softmax(Function):
 
     @staticmethod
     def forward(ctx, x, axis=-1):
-        shifted, log_sum = log_sum_exp(x, axis)
-        out = np.exp(shifted - log_sum)
+        shifted, _, sum_exp = shifted_exp(x, axis)
+        out = np.exp(shifted - np.log(sum_exp))
         ctx.save_for_backward(out)
         return out
 
@@ -429,8 +431,8 @@ class LogSoftmax(Function):
 
     @staticmethod
     def forward(ctx, x, axis=-1):
-        shifted, log_sum = log_sum_exp(x, axis)
-        out = shifted - log_sum
+        shifted, _, sum_exp = shifted_exp(x, axis)
+        out = shifted - np.log(sum_exp)
         ctx.save_for_backward(out)
         return out
 
@@ -481,17 +483,18 @@ class CrossEntropy(Function):
     @staticmethod
     def forward(ctx, logits, targets):
         count = logits.shape[0]
-        shifted, log_sum = log_sum_exp(logits, axis=1)  # (N, C) and (N, 1)
+        shifted, probs, sum_exp = shifted_exp(logits, axis=1)  # (N, C), (N, C), (N, 1)
+        probs /= sum_exp  # softmax, in place: e^(x - max) is a fresh array
         rows, labels = np.arange(count), targets.astype(np.intp)
-        # log softmax at the label only, shifted - log_sum, without the other N x (C - 1) entries
-        loss = (log_sum[:, 0] - shifted[rows, labels]).sum() / count  # -log p, written as +0 at p = 1
-        ctx.save_for_backward(shifted, log_sum, rows, labels)
+        # log softmax at the label only, shifted - log(sum), without the other N x (C - 1) entries
+        loss = (np.log(sum_exp[:, 0]) - shifted[rows, labels]).sum() / count  # -log p, +0 at p = 1
+        ctx.save_for_backward(probs, rows, labels)
         return np.asarray(loss, dtype=logits.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):
-        shifted, log_sum, rows, labels = ctx.saved
-        grad_logits = np.exp(shifted - log_sum)  # softmax, a fresh (N, C) array
+        probs, rows, labels = ctx.saved
+        grad_logits = probs.copy()
         grad_logits[rows, labels] -= 1  # softmax - onehot
         grad_logits *= grad_out / len(rows)  # the loss is a mean over the N rows
         return grad_logits, None

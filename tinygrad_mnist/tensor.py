@@ -266,7 +266,7 @@ class Tensor:
             axes = tuple(axes[0])
         # negative axes count from the end, as in numpy; Transpose.backward inverts the
         # permutation with argsort, which needs them as 0..ndim-1
-        normalized = tuple(_check_axis(axis, self.ndim) % max(self.ndim, 1) for axis in axes)
+        normalized = tuple(_check_axis(axis, self.ndim) % self.ndim for axis in axes) if self.ndim else ()
         if axes and sorted(normalized) != list(range(self.ndim)):
             raise ValueError(f"transpose{axes} must list each axis of a {self.ndim}-d tensor once")
         return ops.Transpose.apply(self, axes=normalized or None)
@@ -407,7 +407,8 @@ def _check_axis(axis, ndim):
     if axis is None:
         return None
     if isinstance(axis, (tuple, list)):
-        return tuple(_check_axis(single, ndim) for single in axis)
+        axes = tuple(_check_axis(single, ndim) for single in axis)
+        return axes if ndim else None
     if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
         raise TypeError(f"axis must be an int or a tuple of ints, not {type(axis).__name__}")
     # like PyTorch, a 0-d tensor takes axis 0 or -1 (reducing it changes nothing)
@@ -416,7 +417,7 @@ def _check_axis(axis, ndim):
             f"axis {axis} does not exist for a tensor with {ndim} dimension(s) "
             f"(valid: {-max(ndim, 1)}..{max(ndim, 1) - 1})"
         )
-    return int(axis)
+    return int(axis) if ndim else None  # a 0-d tensor's only "axis" is all of it
 
 
 def _scalar_exponent(number, expression, name):
@@ -431,8 +432,7 @@ def _plain_index(index):
     if isinstance(index, tuple):
         return tuple(_plain_index(part) for part in index)
     if isinstance(index, Tensor):
-        whole = index.data.astype(np.intp)
-        if not np.array_equal(whole, index.data):  # 1.1 would silently become 1
-            raise IndexError(f"an index tensor must hold whole numbers, got {index.data.ravel()[:5]}")
-        return whole
+        if not (np.isfinite(index.data).all() and np.array_equal(index.data, np.round(index.data))):
+            raise IndexError(f"an index tensor must hold whole numbers, got {index.data.ravel()[:5]}")  # not truncate 1.1
+        return index.data.astype(np.intp)
     return index
