@@ -1,29 +1,10 @@
-"""The Function base class: the one way an op is defined, built-in or your own.
+"""The Function base class: the one way an op is defined, built-in or your own (docs/extending.md).
 
-An op is a subclass with two static methods that work on plain numpy arrays:
-
-    class Square(Function):
-        '''out = x ** 2.   d out/d x = 2 x.'''
-
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x * x
-
-        @staticmethod
-        def backward(ctx, grad_out):
-            (x,) = ctx.saved
-            return grad_out * 2 * x
-
-    y = Square.apply(t)          # t is a Tensor; y is a Tensor that remembers how it was made
-
-`apply` unwraps the input tensors, runs `forward`, wraps the result, and (when a gradient is
-needed) keeps the context as the link from the output back to its inputs. `Tensor.backward()`
-later walks those links and calls each op's `backward`.
-
+An op subclasses Function with two static methods on plain numpy arrays, `forward(ctx, ...)` and
+`backward(ctx, grad_out)`; `MyOp.apply(tensor, option=value)` runs it on Tensors and links the
+result to its inputs, so that `Tensor.backward()` can later call each op's `backward`.
 The rule for what `backward` may read: arrays from `ctx.saved` (put there by
-`ctx.save_for_backward`), and forward's keyword arguments from `ctx.options`, which holds every
-one of them as the call used it, defaults included.
+`ctx.save_for_backward`), and forward's keyword arguments from `ctx.options`, defaults included.
 """
 
 from __future__ import annotations
@@ -39,16 +20,11 @@ from . import modes
 class Context:
     """What one call of an op remembers for its backward pass.
 
-    Attributes a `forward` or `backward` may use:
-      saved             the arrays given to `save_for_backward`, as a tuple (None once a
-                        backward() pass has used and released them)
-      options           every keyword argument of forward as this call used it: the ones given
-                        to `apply`, and forward's defaults for the rest
-      needs_input_grad  one bool per input: does that input want a gradient?
-                        `backward` may return None for inputs that don't, and skip the work.
-    Attributes the engine uses (read them, don't write them):
-      function          the Function subclass that made the output
-      inputs            the input Tensors, in call order
+      saved             the arrays given to `save_for_backward`, a tuple (None once backward()
+                        has used and released them)
+      options           every keyword argument of forward as this call used it, defaults included
+      needs_input_grad  one bool per input: `backward` may return None where it is False
+      function, inputs  the Function subclass and the input Tensors (the engine's; read only)
     """
 
     def __init__(self, function, inputs, options, needs_input_grad):
@@ -67,28 +43,21 @@ class Context:
 
 
 class Function:
-    """Base class of every op. Subclasses define:
-
-      forward(ctx, *arrays, **options) -> ndarray
-          The op on plain ndarrays, one per Tensor input, in the order given to `apply`.
-          Keyword options (an axis, a slope) arrive unchanged and are not differentiated.
-      backward(ctx, grad_out) -> one gradient per input (a tuple, or the array itself for one input)
-          `grad_out` is d loss / d output, shaped like the output. Return d loss / d input for
-          each input, shaped like that input, or None where `ctx.needs_input_grad` is False.
-          Read arrays from `ctx.saved` and forward's keywords from `ctx.options`.
+    """Base class of every op: subclasses define `forward` and `backward` as static methods.
 
     Call an op with `MyOp.apply(*inputs, **options)`. At least one input is a Tensor; numbers and
-    arrays among the inputs become constants with the dtype of the first Tensor input.
+    arrays among the inputs become constants with the dtype of the first Tensor input. Keyword
+    options (an axis, a slope) reach forward unchanged and are not differentiated.
     """
 
     @staticmethod
     def forward(ctx, *arrays, **options):
-        """The op on plain ndarrays: return the output array; save what backward needs on ctx."""
+        """The op on plain ndarrays, one per input: return the output; ctx.save_for_backward what backward needs."""
         raise NotImplementedError("a Function subclass must define forward(ctx, *arrays)")
 
     @staticmethod
     def backward(ctx, grad_out):
-        """d loss/d input = grad_out * d output/d input, one array (or None) per input of forward."""
+        """From grad_out = d loss/d output, return d loss/d input: one array shaped like it (or None) per input."""
         raise NotImplementedError("a Function subclass must define backward(ctx, grad_out)")
 
     @classmethod

@@ -72,9 +72,9 @@ class Mul(Function):
     @staticmethod
     def backward(ctx, grad_out):
         a, b = ctx.saved
-        grad_a = unbroadcast(grad_out * b, a.shape) if ctx.needs_input_grad[0] else None
-        grad_b = unbroadcast(grad_out * a, b.shape) if ctx.needs_input_grad[1] else None
-        return grad_a, grad_b
+        # chain rule: upstream gradient times the local derivative, summed back to each input's
+        # shape when forward broadcast it
+        return unbroadcast(grad_out * b, a.shape), unbroadcast(grad_out * a, b.shape)
 
 
 class Div(Function):
@@ -90,9 +90,7 @@ class Div(Function):
     @staticmethod
     def backward(ctx, grad_out):
         a_shape, b, out = ctx.saved
-        grad_a = unbroadcast(grad_out / b, a_shape) if ctx.needs_input_grad[0] else None
-        grad_b = unbroadcast(-grad_out * out / b, b.shape) if ctx.needs_input_grad[1] else None
-        return grad_a, grad_b
+        return unbroadcast(grad_out / b, a_shape), unbroadcast(-grad_out * out / b, b.shape)
 
 
 class Neg(Function):
@@ -163,12 +161,9 @@ class MatMul(Function):
     def forward(ctx, a, b):
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError(f"matmul needs tensors with at least one axis, got shapes {a.shape} and {b.shape}; use * for scalars")
-        if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
-            raise ValueError(
-                f"matmul of shapes {a.shape} and {b.shape}: the last axis of the first "
-                f"({a.shape[-1]}) must equal the {'second-to-' if b.ndim > 1 else ''}last axis of the "
-                f"second ({b.shape[-2 if b.ndim > 1 else 0]})"
-            )
+        inner = b.shape[-2 if b.ndim > 1 else 0]  # the axis of b that meets a's last axis
+        if a.shape[-1] != inner:
+            raise ValueError(f"matmul of shapes {a.shape} and {b.shape}: the first's last axis ({a.shape[-1]}) must equal {inner}")
         _check_broadcast("matmul (leading axes)", a.shape[:-2], b.shape[:-2])
         ctx.save_for_backward(a, b)
         return a @ b

@@ -14,8 +14,6 @@ from . import modes, ops
 from .function import FLOAT_DTYPES
 
 
-
-
 class Tensor:
     """An n-dimensional array of float32 (the default) or float64 that can compute gradients.
 
@@ -158,44 +156,19 @@ class Tensor:
         self.grad = None
 
     # ----- arithmetic: each operator is a one-line call of its op ------------------------------
-    def __add__(self, other):
-        return ops.Add.apply(self, other)
-
-    def __radd__(self, other):
-        return ops.Add.apply(other, self)
-
-    def __sub__(self, other):
-        return ops.Sub.apply(self, other)
-
-    def __rsub__(self, other):
-        return ops.Sub.apply(other, self)
-
-    def __mul__(self, other):
-        return ops.Mul.apply(self, other)
-
-    def __rmul__(self, other):
-        return ops.Mul.apply(other, self)
-
-    def __truediv__(self, other):
-        return ops.Div.apply(self, other)
-
-    def __rtruediv__(self, other):
-        return ops.Div.apply(other, self)
-
-    def __matmul__(self, other):
-        return ops.MatMul.apply(self, other)
-
-    def __rmatmul__(self, other):
-        return ops.MatMul.apply(other, self)
-
-    def __pow__(self, exponent):
-        return ops.Pow.apply(self, exponent=_scalar_exponent(exponent, "x ** p", "p"))
-
-    def __rpow__(self, base):
-        return ops.RPow.apply(self, base=_scalar_exponent(base, "p ** x", "p"))
-
-    def __neg__(self):
-        return ops.Neg.apply(self)
+    def __add__(self, other): return ops.Add.apply(self, other)
+    def __radd__(self, other): return ops.Add.apply(other, self)
+    def __sub__(self, other): return ops.Sub.apply(self, other)
+    def __rsub__(self, other): return ops.Sub.apply(other, self)
+    def __mul__(self, other): return ops.Mul.apply(self, other)
+    def __rmul__(self, other): return ops.Mul.apply(other, self)
+    def __truediv__(self, other): return ops.Div.apply(self, other)
+    def __rtruediv__(self, other): return ops.Div.apply(other, self)
+    def __matmul__(self, other): return ops.MatMul.apply(self, other)
+    def __rmatmul__(self, other): return ops.MatMul.apply(other, self)
+    def __pow__(self, exponent): return ops.Pow.apply(self, exponent=_scalar_exponent(exponent, "x ** p", "p"))
+    def __rpow__(self, base): return ops.RPow.apply(self, base=_scalar_exponent(base, "p ** x", "p"))
+    def __neg__(self): return ops.Neg.apply(self)
 
     # ----- reductions --------------------------------------------------------------------------
     def sum(self, axis=None, keepdims=False):
