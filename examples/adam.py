@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygrad_mnist import Tensor, nn, no_grad
+from tinygrad_mnist import Tensor, nn, no_grad, optim
 from tinygrad_mnist import functional as F
 from tinygrad_mnist.data import batches, normalize
 from tinygrad_mnist.datasets import DatasetNotFoundError, IDXError, load_mnist
 
 
-class Adam:
-    """Adam (Kingma and Ba, 2015), with the interface of optim.SGD: zero_grad(), step(), .lr.
+class Adam(optim.Optimizer):
+    """Adam (Kingma and Ba, 2015). optim.Optimizer gives it zero_grad() and state_dict().
 
     Each step t = 1, 2, ..., for every parameter p with gradient g (all elementwise):
         m = beta1 * m + (1 - beta1) * g            running mean of the gradient
@@ -37,22 +37,19 @@ class Adam:
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
-        self.params = list(params)
-        if not self.params:
-            raise ValueError("Adam got an empty parameter list; pass model.parameters()")
+        super().__init__(params)  # self.params, and a clear error for an empty list
         if not lr > 0 or not all(0 <= beta < 1 for beta in betas) or not eps > 0:
             raise ValueError(f"Adam needs lr > 0, 0 <= betas < 1 and eps > 0; got {lr}, {betas}, {eps}")
         self.lr = lr
         self.beta1, self.beta2 = betas
         self.eps = eps
         self.steps = 0  # t in the formulas above
-        self.means = [np.zeros_like(parameter.data) for parameter in self.params]  # m, one per parameter
-        self.squares = [np.zeros_like(parameter.data) for parameter in self.params]  # v, one per parameter
-
-    def zero_grad(self):
-        """Forget the gradients of all parameters (set .grad to None), before the next backward()."""
-        for parameter in self.params:
-            parameter.grad = None
+        # m and v, one array per parameter, kept in state_dict() as "exp_avg.i" and "exp_avg_sq.i"
+        self.means = self.per_parameter_state("exp_avg")
+        self.squares = self.per_parameter_state("exp_avg_sq")
+        for index, parameter in enumerate(self.params):
+            self.means[index] = np.zeros_like(parameter.data)
+            self.squares[index] = np.zeros_like(parameter.data)
 
     def step(self):
         """Update every parameter that has a gradient, in place."""

@@ -44,7 +44,9 @@ def scalar_expression():
 
 
 def mlp_step():
-    """One training step's graph: a small MLP on random 28x28 images, cross-entropy, backward."""
+    """One training step's graph: a small MLP on random 28x28 images, cross-entropy, backward.
+
+    Returns the loss and the model, whose parameter names ("0.weight") label the picture."""
     manual_seed(SEED)
     rng = np.random.default_rng(SEED)
     model = nn.mlp(LAYER_SIZES)
@@ -55,7 +57,7 @@ def mlp_step():
     loss = F.cross_entropy(logits, labels)  # (BATCH, 10) -> ()
     loss.name = "loss"
     loss.backward()
-    return loss
+    return loss, model
 
 
 def main(argv=None):
@@ -66,11 +68,12 @@ def main(argv=None):
     parser.add_argument("--format", choices=["svg", "png", "dot"], default="svg", help="file format (default: svg)")
     args = parser.parse_args(argv)
 
+    loss, model = mlp_step()
     pictures = {
         "scalar_expression": draw_graph(scalar_expression()),
         "scalar_expression_backward": draw_graph(scalar_expression(), mode="backward"),
-        "mlp_step": draw_graph(mlp_step()),
-        "mlp_step_backward": draw_graph(mlp_step(), mode="backward"),
+        "mlp_step": draw_graph(loss, names=model),
+        "mlp_step_backward": draw_graph(loss, names=model, mode="backward"),
     }
     fell_back = False
     for name, picture in pictures.items():

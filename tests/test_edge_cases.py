@@ -136,3 +136,97 @@ def test_matmul_of_mismatched_matrices_raises_a_value_error_with_both_shapes(siz
         with pytest.raises(ValueError, match=re.escape(f"{(rows, inner)} and {(other_inner, cols)}")):
             a @ b
 
+
+
+# ----- 0-d tensors: axis 0 and -1 mean "the whole tensor", as in PyTorch --------------------------
+@pytest.mark.parametrize("axis", [0, -1])
+@pytest.mark.parametrize(
+    "method, value, grad",
+    [("sum", 2.0, 1.0), ("mean", 2.0, 1.0), ("max", 2.0, 1.0), ("softmax", 1.0, 0.0), ("log_softmax", 0.0, 0.0)],
+)
+def test_a_0d_tensor_reduces_and_softmaxes_over_axis_0_or_minus_1_like_pytorch(method, value, grad, axis):
+    x = Tensor(2.0, requires_grad=True)
+    out = getattr(x, method)(axis)
+    out.backward()
+    assert out.shape == () and out.item() == value
+    assert x.grad.shape == () and x.grad.item() == grad
+
+
+def test_a_0d_tensor_still_refuses_axis_1():
+    with pytest.raises(ValueError, match=r"valid: -1\.\.0"):
+        Tensor(2.0).sum(1)
+
+
+def test_0d_reductions_and_softmax_match_torch():
+    torch = pytest.importorskip("torch")
+    for method, torch_method in [("sum", "sum"), ("mean", "mean"), ("max", "amax"), ("softmax", "softmax"), ("log_softmax", "log_softmax")]:
+        for axis in (0, -1):
+            x, x_torch = Tensor(3.0, requires_grad=True, dtype="float64"), torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+            out, out_torch = getattr(x, method)(axis), getattr(x_torch, torch_method)(axis)
+            out.backward()
+            out_torch.backward()
+            assert (out.item(), x.grad.item()) == (out_torch.item(), x_torch.grad.item()), (method, axis)
+
+
+# ----- number ** tensor -------------------------------------------------------------------------
+def test_a_negative_base_to_whole_powers_gives_the_signed_values():
+    np.testing.assert_array_equal(((-2) ** Tensor([2.0, 3.0])).data, [4.0, -8.0])
+    np.testing.assert_array_equal(((-0.5) ** Tensor([-1.0, 0.0, 1.0])).data, [-2.0, 1.0, -0.5])
+
+
+def test_a_negative_base_to_a_fractional_power_or_with_a_gradient_is_a_clear_error_not_nan():
+    with pytest.raises(ValueError, match=r"\(-2\) \*\* x is not a real number for fractional x"):
+        (-2) ** Tensor([2.5])
+    with pytest.raises(ValueError, match="no real gradient"):
+        (-2) ** Tensor([2.0, 3.0], requires_grad=True)  # d/dx (-2)^x is not real (PyTorch: NaN)
+
+
+def test_zero_to_a_power_gives_pytorchs_values_and_gradients():
+    x = Tensor([-1.0, 0.0, 2.0], requires_grad=True, dtype="float64")
+    out = 0 ** x
+    out.sum().backward()
+    np.testing.assert_array_equal(out.data, [np.inf, 1.0, 0.0])
+    np.testing.assert_array_equal(x.grad, [-np.inf, 0.0, 0.0])  # never NaN
+
+
+def test_a_positive_base_to_a_power_has_value_and_gradient_base_to_x_times_ln_base():
+    x = Tensor([-1.0, 0.0, 3.0], requires_grad=True, dtype="float64")
+    out = 2 ** x
+    out.sum().backward()
+    np.testing.assert_array_equal(out.data, [0.5, 1.0, 8.0])
+    np.testing.assert_allclose(x.grad, np.array([0.5, 1.0, 8.0]) * np.log(2), rtol=1e-15)
+    assert (2 ** Tensor([1.0])).dtype == np.float32
+
+
+@pytest.mark.parametrize("base", [0.0, 0.5, 2.0, -2.0])
+def test_number_to_the_power_of_a_tensor_matches_torch(base):
+    torch = pytest.importorskip("torch")
+    values = [-1.0, 0.0, 1.0, 2.0, 3.0] if base < 0 else [-1.5, -1.0, 0.0, 1.0, 2.5]
+    x = Tensor(values, requires_grad=base >= 0, dtype="float64")
+    x_torch = torch.tensor(values, dtype=torch.float64, requires_grad=True)
+    out, out_torch = base**x, base**x_torch
+    np.testing.assert_array_equal(out.data, out_torch.detach().numpy())
+    if base >= 0:  # a negative base's gradient is NaN in PyTorch, and an error here
+        out.sum().backward()
+        out_torch.sum().backward()
+        np.testing.assert_allclose(x.grad, x_torch.grad.numpy(), rtol=1e-15)
+
+
+# ----- indexing with tensors --------------------------------------------------------------------
+def test_an_index_tensor_with_a_fractional_value_is_an_index_error_not_truncated():
+    with pytest.raises(IndexError, match="whole numbers"):
+        Tensor([1.0, 2.0, 3.0])[Tensor(1.1)]
+    with pytest.raises(IndexError, match="whole numbers"):
+        Tensor([1.0, 2.0, 3.0])[Tensor([0.0, np.nan])]
+    assert Tensor([1.0, 2.0, 3.0])[Tensor(1.0)].item() == 2.0
+
+
+def test_an_integer_mixed_with_an_index_array_orders_axes_as_numpy_does():
+    # numpy (and so this engine) puts the axes of separated advanced indices first: (2, 3) here,
+    # where PyTorch gives (3, 2). docs/api.md says so where indexing is described.
+    x = Tensor(np.arange(24.0).reshape(2, 3, 4), requires_grad=True)
+    out = x[0, :, [0, 1]]
+    assert out.shape == (2, 3)
+    np.testing.assert_array_equal(out.data, np.arange(24.0).reshape(2, 3, 4)[0, :, [0, 1]])
+    out.sum().backward()
+    assert x.grad.sum() == 6 and x.grad[0, :, :2].all()

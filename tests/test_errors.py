@@ -296,3 +296,46 @@ def test_anomaly_mode_is_switched_off_after_an_error():
 def test_linear_with_a_bias_of_the_wrong_size_names_both_shapes():
     with pytest.raises(ValueError, match=r"bias of shape \(5,\).*weight of shape \(4, 3\)"):
         F.linear(Tensor(np.ones((2, 3))), Tensor(np.ones((4, 3))), Tensor(np.ones(5)))
+
+
+class _SumForgetsItsAxis(Function):
+    """A reduction whose backward forgot to put the summed axis back."""
+
+    @staticmethod
+    def forward(ctx, x, axis=1):
+        return x.sum(axis=axis)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return grad_out
+
+
+class _AddForgetsTheBroadcast(Function):
+    """x + bias whose backward forgot to sum the broadcast bias's gradient back."""
+
+    @staticmethod
+    def forward(ctx, x, bias):
+        return x + bias
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return grad_out, grad_out
+
+
+def test_a_reduction_that_forgot_its_axes_is_pointed_to_unreduce():
+    x = Tensor(np.ones((2, 3)), requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"shape \(2,\) for input 0 of shape \(2, 3\).*use unreduce\(\)"):
+        _SumForgetsItsAxis.apply(x).sum().backward()
+
+
+def test_a_broadcast_that_was_not_summed_back_is_pointed_to_unbroadcast():
+    x, bias = Tensor(np.ones((2, 3)), requires_grad=True), Tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"shape \(2, 3\) for input 1 of shape \(3,\).*use unbroadcast\(\)"):
+        _AddForgetsTheBroadcast.apply(x, bias).sum().backward()
+
+
+def test_backward_twice_without_retain_graph_says_what_to_do():
+    loss = (Tensor([1.0], requires_grad=True) * 2).sum()
+    loss.backward()
+    with pytest.raises(RuntimeError, match=r"second time: .*backward\(retain_graph=True\)"):
+        loss.backward()

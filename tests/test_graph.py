@@ -5,6 +5,8 @@ numbers: a tensor used twice, a diamond, a very long chain, gradients adding up 
 broadcasting both ways, numbers on either side of an operator, and what no_grad records.
 """
 
+import weakref
+
 import numpy as np
 import pytest
 
@@ -57,12 +59,58 @@ def test_gradients_accumulate_over_two_backward_calls():
     np.testing.assert_array_equal(x.grad, [3.0 + 2.0, 3.0 + 4.0])
 
 
-def test_backward_twice_through_the_same_graph_doubles_the_gradient():
+def test_backward_twice_through_the_same_graph_with_retain_graph_doubles_the_gradient():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    loss = (x * x).sum()
+    loss.backward(retain_graph=True)
+    loss.backward()
+    np.testing.assert_array_equal(x.grad, [4.0, 8.0])
+
+
+def test_backward_twice_through_the_same_graph_without_retain_graph_is_a_clear_error():
     x = Tensor([1.0, 2.0], requires_grad=True)
     loss = (x * x).sum()
     loss.backward()
-    loss.backward()
-    np.testing.assert_array_equal(x.grad, [4.0, 8.0])
+    with pytest.raises(RuntimeError, match=r"a second time: .*retain_graph=True"):
+        loss.backward()
+    np.testing.assert_array_equal(x.grad, [2.0, 4.0])  # the first pass's gradient, untouched
+
+
+def test_a_second_loss_through_a_shared_part_of_a_freed_graph_is_refused_too():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    hidden = x.exp()
+    hidden.sum().backward()
+    with pytest.raises(RuntimeError, match="Exp's saved arrays were released"):
+        (hidden * 2).sum().backward()
+
+
+class _SavesAFreshArray(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x * 2)  # an array only the context holds
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (doubled,) = ctx.saved
+        return grad_out * doubled
+
+
+def test_the_arrays_saved_for_backward_are_freed_after_the_pass():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    out = _SavesAFreshArray.apply(x)
+    saved = weakref.ref(out._ctx.saved[0])
+    out.sum().backward()
+    np.testing.assert_array_equal(x.grad, [2.0, 4.0])
+    assert out._ctx.saved is None
+    assert saved() is None  # the graph is still alive (out holds it), its saved array is not
+
+
+def test_retain_graph_keeps_the_saved_arrays():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    out = _SavesAFreshArray.apply(x)
+    out.sum().backward(retain_graph=True)
+    np.testing.assert_array_equal(out._ctx.saved[0], [2.0, 4.0])
 
 
 def test_zero_grad_starts_the_sum_over():

@@ -74,7 +74,7 @@ def test_named_parameters_use_pytorch_names():
     model = nn.mlp([4, 3, 2])
     names = [name for name, _ in model.named_parameters()]
     assert names == ["0.weight", "0.bias", "2.weight", "2.bias"]
-    assert [tensor.name for _, tensor in model.named_parameters()] == names
+    assert [tensor.name for _, tensor in model.named_parameters()] == [None] * 4  # drawing names them
     assert model.parameters() == [tensor for _, tensor in model.named_parameters()]
 
 
@@ -269,3 +269,56 @@ def test_clip_grad_norm_matches_pytorch():
     assert total_norm == pytest.approx(expected_norm.item(), rel=1e-12)
     for mine, expected in zip(ours, theirs):
         np.testing.assert_allclose(mine.grad, expected.grad.numpy(), rtol=1e-12)
+
+
+# ----- the Optimizer base class ------------------------------------------------------------------
+class _SignDescent(optim.Optimizer):
+    """A small optimizer written the way a learner would: state per parameter, step()."""
+
+    def __init__(self, params, lr):
+        super().__init__(params)
+        self.lr = lr
+        self.steps_taken = self.per_parameter_state("steps_taken")
+
+    def step(self):
+        for index, parameter in enumerate(self.params):
+            if parameter.grad is not None:
+                count = self.steps_taken[index]
+                self.steps_taken[index] = np.ones_like(parameter.data) if count is None else count + 1
+                parameter.data -= self.lr * np.sign(parameter.grad)
+
+
+def test_an_optimizer_subclass_gets_zero_grad_and_a_state_dict_that_round_trips():
+    used, unused = Tensor([1.0, -2.0], requires_grad=True), Tensor([5.0], requires_grad=True)
+    optimizer = _SignDescent([used, unused], lr=0.5)
+    (used * used).sum().backward()
+    optimizer.step()
+    np.testing.assert_array_equal(used.data, [0.5, -1.5])
+    state = optimizer.state_dict()
+    assert list(state) == ["steps_taken.0"]  # the unused parameter has no state yet
+    optimizer.zero_grad()
+    assert used.grad is None and unused.grad is None
+
+    restored = _SignDescent([used, unused], lr=0.5)
+    restored.load_state_dict(state)
+    np.testing.assert_array_equal(restored.steps_taken[0], [1.0, 1.0])
+    assert restored.steps_taken[1] is None and restored.steps_taken is restored.state["steps_taken"]
+    with pytest.raises(KeyError, match="unexpected entry 'momentum_buffer.0'"):
+        restored.load_state_dict({"momentum_buffer.0": np.zeros(2, dtype=np.float32)})
+
+
+def test_sgd_is_an_optimizer_and_keeps_its_momentum_buffer_keys():
+    weight = Tensor([1.0, 2.0], requires_grad=True)
+    optimizer = optim.SGD([weight], lr=0.1, momentum=0.9)
+    assert isinstance(optimizer, optim.Optimizer)
+    (weight * weight).sum().backward()
+    optimizer.step()
+    assert list(optimizer.state_dict()) == ["momentum_buffer.0"]
+    np.testing.assert_array_equal(optimizer.state_dict()["momentum_buffer.0"], [2.0, 4.0])
+
+
+def test_the_optimizer_base_needs_a_step_and_some_parameters():
+    with pytest.raises(ValueError, match="empty parameter list"):
+        optim.Optimizer([])
+    with pytest.raises(NotImplementedError, match="must define step"):
+        optim.Optimizer([Tensor([1.0], requires_grad=True)]).step()

@@ -521,3 +521,31 @@ def test_gradcheck_checks_only_the_inputs_that_require_grad():
 def test_cross_entropy_of_a_perfect_prediction_is_plus_zero_not_minus_zero():
     loss = F.cross_entropy(Tensor([[0.0, -200.0]]), [0])
     assert loss.item() == 0.0 and not np.signbit(loss.item())
+
+
+# ----- unreduce and number ** tensor ------------------------------------------------------------
+@pytest.mark.parametrize(
+    "input_shape, axis, keepdims, grad_shape, expected",
+    [
+        ((4, 3), 1, False, (4,), (4, 1)),
+        ((4, 3), -1, False, (4,), (4, 1)),
+        ((4, 3), 0, False, (3,), (1, 3)),
+        ((2, 3, 4), (0, 2), False, (3,), (1, 3, 1)),
+        ((2, 3, 4), None, False, (), (1, 1, 1)),
+        ((4, 3), 1, True, (4, 1), (4, 1)),
+        ((), 0, False, (), ()),
+        ((), None, False, (), ()),
+    ],
+)
+def test_unreduce_puts_the_reduced_axes_back_as_size_one(input_shape, axis, keepdims, grad_shape, expected):
+    from tinygrad_mnist import unreduce
+
+    grad = np.arange(np.prod(grad_shape, dtype=int), dtype=np.float64).reshape(grad_shape)
+    back = unreduce(grad, input_shape, axis, keepdims)
+    assert back.shape == expected
+    np.testing.assert_array_equal(np.broadcast_to(back, input_shape).sum(axis=axis, keepdims=keepdims), grad * (np.prod(input_shape, dtype=int) // max(grad.size, 1)))
+
+
+@pytest.mark.parametrize("base", [0.5, 2.0, 3.0])
+def test_number_to_the_power_of_a_tensor_matches_numpy_and_central_differences(base):
+    check_op(lambda x: base**x, (3, 4), reference=lambda x: np.power(base, x))

@@ -83,13 +83,19 @@ def micrograd_expression():
 
 
 def mlp_step(sizes=(784, 32, 10), batch=4):
+    """The loss of one training step after backward(), and the model (for draw_graph's names)."""
     rng = np.random.default_rng(0)
     model = nn.mlp(list(sizes), rng=rng)
     images = Tensor(rng.random((batch, sizes[0]), dtype=np.float32), name="images")
     loss = F.cross_entropy(model(images), rng.integers(0, sizes[-1], size=batch))
     loss.name = "loss"
     loss.backward()
-    return loss
+    return loss, model
+
+
+def draw_mlp_step(**options):
+    loss, model = mlp_step()
+    return draw_graph(loss, names=model, **options)
 
 
 # ----- what is drawn -----------------------------------------------------------------------------
@@ -137,7 +143,7 @@ def test_small_tensors_show_every_value_and_large_ones_min_mean_max():
 
 
 def test_mlp_step_shows_parameters_by_name_and_the_inputs_that_need_no_grad():
-    nodes = nodes_of(draw_graph(mlp_step()))
+    nodes = nodes_of(draw_mlp_step())
     texts = [node["text"] for node_id, node in nodes.items() if node_id.startswith("t")]
     for expected in ("0.weight (32, 784) float32", "0.bias (32,) float32", "2.weight (10, 32) float32",
                      "2.bias (10,) float32", "images (4, 784) float32", "loss () float32"):
@@ -146,11 +152,11 @@ def test_mlp_step_shows_parameters_by_name_and_the_inputs_that_need_no_grad():
     assert len(texts) == 10
     # every tensor backward() reached has its gradient; the images and labels got none
     assert [text.startswith(("images", "(4,)")) for text in texts] == ["grad" not in text for text in texts]
-    assert op_names(draw_graph(mlp_step())) == ["CrossEntropy", "LeakyReLU(0.01)", "Linear", "Linear"]
+    assert op_names(draw_mlp_step()) == ["CrossEntropy", "LeakyReLU(0.01)", "Linear", "Linear"]
 
 
 def test_parameters_inputs_intermediates_and_root_look_different():
-    nodes = nodes_of(draw_graph(mlp_step()))
+    nodes = nodes_of(draw_mlp_step())
 
     def style_of(text_start):
         node = next(node for node in nodes.values() if node["text"].startswith(text_start))
@@ -275,9 +281,9 @@ def test_a_long_chain_is_walked_without_recursion():
 
 
 def test_mlp_training_step_784_256_10_builds_its_dot_source_quickly():
-    loss = mlp_step((784, 256, 10), batch=64)
+    loss, model = mlp_step((784, 256, 10), batch=64)
     start = time.perf_counter()
-    source = draw_graph(loss).source
+    source = draw_graph(loss, names=model).source
     seconds = time.perf_counter() - start
     print(f"DOT source of a 784-256-10 step on 64 images built in {seconds * 1000:.1f} ms")
     assert seconds < 5  # a sanity bound only; it takes about a millisecond
@@ -291,9 +297,29 @@ def test_legend_names_the_root_and_can_be_left_out():
     assert "d L / d tensor" not in draw_graph(loss, legend=False).source
 
 
-def test_tensor_draw_is_draw_graph():
+def test_parameters_have_no_names_unless_the_drawing_is_given_the_model():
+    loss, model = mlp_step()
+    assert "0.weight" not in draw_graph(loss).source
+    assert "0.weight" in draw_graph(loss, names=model).source
+    assert "first" in draw_graph(loss, names={"first": model[0].weight}).source
+
+
+def test_a_name_the_user_set_wins_over_the_models_and_is_never_overwritten():
+    model = nn.mlp([4, 3, 2], rng=np.random.default_rng(0))
+    model[0].weight.name = "W1"
+    model.extra = nn.Linear(2, 2)  # attaching a module once relabelled every parameter
+    assert model[0].weight.name == "W1" and model[2].weight.name is None
+    loss = model(Tensor(np.ones((1, 4), dtype=np.float32))).sum()
+    source = draw_graph(loss, names=model).source
+    assert "W1" in source and "0.weight" not in source and "2.weight" in source
+
+
+def test_draw_graph_refuses_names_that_are_not_a_module_or_a_dict_of_tensors():
     loss = micrograd_expression()
-    assert loss.draw(mode="backward").source == draw_graph(loss, mode="backward").source
+    with pytest.raises(TypeError, match="Module or a dict"):
+        draw_graph(loss, names=["a"])
+    with pytest.raises(TypeError, match=r"names\['a'\] must be a Tensor"):
+        draw_graph(loss, names={"a": 1.0})
 
 
 @pytest.mark.parametrize(
@@ -318,7 +344,7 @@ def test_nan_and_inf_values_are_shown_as_such():
 
 # ----- rendering ---------------------------------------------------------------------------------
 def test_render_svg_with_dot_is_valid_xml(dot_program, tmp_path):
-    written = render(draw_graph(mlp_step()), tmp_path / "step.svg")
+    written = render(draw_mlp_step(), tmp_path / "step.svg")
     assert written == tmp_path / "step.svg"
     root = ElementTree.parse(written).getroot()
     assert root.tag == "{http://www.w3.org/2000/svg}svg"

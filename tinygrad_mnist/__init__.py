@@ -5,7 +5,7 @@
 """
 
 from . import functional, nn, ops, optim
-from .function import Context, Function, unbroadcast
+from .function import Context, Function, unbroadcast, unreduce
 from .gradcheck import GradcheckError, gradcheck
 from .nn import manual_seed
 from .modes import AnomalyError, detect_anomaly, enable_grad, is_grad_enabled, no_grad
@@ -30,4 +30,5 @@ __all__ = [
     "ops",
     "optim",
     "unbroadcast",
+    "unreduce",
 ]

@@ -14,6 +14,13 @@ from .tensor import Tensor
 
 def linear(x, weight, bias=None):
     """x @ weight^T + bias.   x: (batch, in), weight: (out, in), bias: (out,) -> (batch, out)."""
+    if np.shape(x)[-1:] != weight.shape[1:]:
+        raise ValueError(
+            f"linear: input of shape {np.shape(x)} does not fit weight of shape {weight.shape}; "
+            f"the input's last axis must be {weight.shape[1]}"
+        )
+    if bias is not None and bias.shape != weight.shape[:1]:
+        raise ValueError(f"linear: bias of shape {bias.shape} does not fit weight of shape {weight.shape}; it must be {weight.shape[:1]}")
     if bias is None:
         return ops.Linear.apply(x, weight)
     return ops.Linear.apply(x, weight, bias)
@@ -44,8 +51,9 @@ def cross_entropy(logits, targets):
 
     targets: class indices, shaped (N,), as an integer ndarray, a list or a Tensor; or a Tensor or
     array of probabilities shaped (N, C), one distribution per row.
-    The loss is one fused op (ops.CrossEntropy): stable log-sum-exp forward, gradient
-    (softmax(logits) - targets) / N. Pass raw logits, not probabilities: the softmax is inside.
+    For class indices the loss is one fused op (ops.CrossEntropy): stable log-sum-exp forward,
+    gradient (softmax(logits) - onehot) / N; for probabilities it is -(targets * log_softmax(logits))
+    summed and divided by N. Pass raw logits, not probabilities: the softmax is inside.
     """
     if not isinstance(logits, Tensor):
         logits = Tensor(logits)
@@ -63,7 +71,7 @@ def cross_entropy(logits, targets):
             raise TypeError(f"cross_entropy targets must be numbers, not {target_array.dtype}")
         if not isinstance(targets, Tensor):
             targets = Tensor(target_array, dtype=logits.dtype)
-        return ops.CrossEntropy.apply(logits, targets)
+        return -(targets * logits.log_softmax(axis=1)).sum() / count
     if target_array.shape != (count,):
         raise ValueError(
             f"cross_entropy targets must be class indices shaped ({count},) or probabilities shaped "

@@ -4,16 +4,17 @@ Every backward applies the chain rule: the upstream gradient `grad_out` (d loss 
 the op's local derivative (d output / d input), giving d loss / d input for each input.
 Nothing here is special: an op you write yourself looks exactly like these (docs/extending.md).
 
-Contents: arithmetic (Add Sub Mul Div Neg Pow MatMul), reductions (Sum Mean Max),
+Contents: arithmetic (Add Sub Mul Div Neg Pow RPow MatMul), reductions (Sum Mean Max),
 elementwise (Exp Log ReLU LeakyReLU Tanh Sigmoid), shapes (Reshape Transpose Index),
 and the fused ops a classifier needs (Softmax LogSoftmax Linear CrossEntropy).
+Each backward reads its arrays from `ctx.saved` and forward's keywords from `ctx.options`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .function import Function, unbroadcast
+from .function import Function, unbroadcast, unreduce
 
 
 def _check_broadcast(name, a_shape, b_shape):
@@ -71,9 +72,9 @@ class Mul(Function):
     @staticmethod
     def backward(ctx, grad_out):
         a, b = ctx.saved
-        grad_a = unbroadcast(grad_out * b, a.shape) if ctx.needs_input_grad[0] else None
-        grad_b = unbroadcast(grad_out * a, b.shape) if ctx.needs_input_grad[1] else None
-        return grad_a, grad_b
+        # chain rule: upstream gradient times the local derivative, summed back to each input's
+        # shape when forward broadcast it
+        return unbroadcast(grad_out * b, a.shape), unbroadcast(grad_out * a, b.shape)
 
 
 class Div(Function):
@@ -89,9 +90,7 @@ class Div(Function):
     @staticmethod
     def backward(ctx, grad_out):
         a_shape, b, out = ctx.saved
-        grad_a = unbroadcast(grad_out / b, a_shape) if ctx.needs_input_grad[0] else None
-        grad_b = unbroadcast(-grad_out * out / b, b.shape) if ctx.needs_input_grad[1] else None
-        return grad_a, grad_b
+        return unbroadcast(grad_out / b, a_shape), unbroadcast(-grad_out * out / b, b.shape)
 
 
 class Neg(Function):
@@ -123,6 +122,34 @@ class Pow(Function):
         return grad_out * exponent * x ** (exponent - 1)
 
 
+class RPow(Function):
+    """out = base ** x for a number base (`base ** tensor`).   d out/d x = base^x ln(base).
+
+    As in PyTorch: 0 ** x is 1 at x = 0 and its gradient 0 for x >= 0. A negative base has a real
+    power only at whole x, and no real derivative at all (PyTorch returns NaN): refused instead.
+    """
+
+    @staticmethod
+    def forward(ctx, x, base):
+        if base < 0 and (ctx.needs_input_grad[0] or not np.array_equal(x, np.round(x))):
+            raise ValueError(
+                f"({base}) ** x is not a real number for fractional x and has no real gradient; "
+                f"use a positive base, or whole-number x that does not require grad"
+            )
+        with np.errstate(divide="ignore"):  # 0 ** -1 is inf, as in PyTorch: an answer, not an accident
+            out = np.power(x.dtype.type(base), x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (out,) = ctx.saved
+        base = ctx.options["base"]
+        if base == 0:  # d/dx 0^x: 0 where x >= 0 (out is 0 or 1), -inf where x < 0 (out is inf)
+            return grad_out * np.where(np.isinf(out), -np.inf, 0).astype(out.dtype)
+        return grad_out * out * out.dtype.type(np.log(base))
+
+
 class MatMul(Function):
     """out = a @ b.   d loss/d a = grad_out @ b^T,   d loss/d b = a^T @ grad_out.
 
@@ -134,12 +161,9 @@ class MatMul(Function):
     def forward(ctx, a, b):
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError(f"matmul needs tensors with at least one axis, got shapes {a.shape} and {b.shape}; use * for scalars")
-        if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
-            raise ValueError(
-                f"matmul of shapes {a.shape} and {b.shape}: the last axis of the first "
-                f"({a.shape[-1]}) must equal the {'second-to-' if b.ndim > 1 else ''}last axis of the "
-                f"second ({b.shape[-2 if b.ndim > 1 else 0]})"
-            )
+        inner = b.shape[-2 if b.ndim > 1 else 0]  # the axis of b that meets a's last axis
+        if a.shape[-1] != inner:
+            raise ValueError(f"matmul of shapes {a.shape} and {b.shape}: the first's last axis ({a.shape[-1]}) must equal {inner}")
         _check_broadcast("matmul (leading axes)", a.shape[:-2], b.shape[:-2])
         ctx.save_for_backward(a, b)
         return a @ b
@@ -160,15 +184,6 @@ class MatMul(Function):
 
 
 # ----- reductions --------------------------------------------------------------------------------
-def _unreduce(grad_out, shape, axis, keepdims):
-    """Give a reduced gradient back the reduced axes (as size 1), ready to broadcast to `shape`."""
-    if axis is None:
-        return grad_out.reshape((1,) * len(shape))
-    if not keepdims:
-        return np.expand_dims(grad_out, axis)
-    return grad_out
-
-
 class Sum(Function):
     """out = sum of x over `axis`.   d out/d x_i = 1: every summed element gets grad_out."""
 
@@ -180,8 +195,7 @@ class Sum(Function):
     @staticmethod
     def backward(ctx, grad_out):
         (shape,) = ctx.saved
-        grad = _unreduce(grad_out, shape, ctx.options.get("axis"), ctx.options.get("keepdims", False))
-        return np.broadcast_to(grad, shape)
+        return np.broadcast_to(unreduce(grad_out, shape, ctx.options["axis"], ctx.options["keepdims"]), shape)
 
 
 class Mean(Function):
@@ -196,7 +210,7 @@ class Mean(Function):
     @staticmethod
     def backward(ctx, grad_out):
         shape, count = ctx.saved
-        grad = _unreduce(grad_out, shape, ctx.options.get("axis"), ctx.options.get("keepdims", False))
+        grad = unreduce(grad_out, shape, ctx.options["axis"], ctx.options["keepdims"])
         return np.broadcast_to(grad / count, shape)
 
 
@@ -217,10 +231,10 @@ class Max(Function):
     @staticmethod
     def backward(ctx, grad_out):
         x, out = ctx.saved
-        axis = ctx.options.get("axis")
+        axis = ctx.options["axis"]
         is_max = x == out
         ties = is_max.sum(axis=axis, keepdims=True, dtype=x.dtype)  # an integer count would upcast float32
-        grad = _unreduce(grad_out, x.shape, axis, ctx.options.get("keepdims", False))
+        grad = unreduce(grad_out, x.shape, axis, ctx.options["keepdims"])
         return is_max * (grad / ties)
 
 
@@ -353,7 +367,7 @@ class Transpose(Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        axes = ctx.options.get("axes")
+        axes = ctx.options["axes"]
         return np.transpose(grad_out, None if axes is None else np.argsort(axes))
 
 
@@ -379,10 +393,16 @@ class Index(Function):
 
 
 # ----- classifier ops ----------------------------------------------------------------------------
-def _log_softmax(x, axis):
-    """log softmax(x) = x - max - log(sum(exp(x - max))): the max shift keeps exp from overflowing."""
+def shifted_exp(x, axis):
+    """x - max, e^(x - max) and its sum along `axis` (kept for broadcasting): log-sum-exp's parts.
+
+    log sum e^x = max + log sum e^(x - max). Subtracting the max first keeps every e^(x - max) in
+    (0, 1], so logits of 1000 do not overflow, and makes the sum >= 1, so its log is finite.
+    Then log softmax(x) = (x - max) - log(sum) and softmax(x) = e^(x - max) / sum.
+    """
     shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    exp_shifted = np.exp(shifted)
+    return shifted, exp_shifted, exp_shifted.sum(axis=axis, keepdims=True)
 
 
 class Softmax(Function):
@@ -390,15 +410,15 @@ class Softmax(Function):
 
     @staticmethod
     def forward(ctx, x, axis=-1):
-        out = np.exp(_log_softmax(x, axis))
+        shifted, _, sum_exp = shifted_exp(x, axis)
+        out = np.exp(shifted - np.log(sum_exp))
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         (out,) = ctx.saved
-        axis = ctx.options.get("axis", -1)
-        return out * (grad_out - (grad_out * out).sum(axis=axis, keepdims=True))
+        return out * (grad_out - (grad_out * out).sum(axis=ctx.options["axis"], keepdims=True))
 
 
 class LogSoftmax(Function):
@@ -406,15 +426,15 @@ class LogSoftmax(Function):
 
     @staticmethod
     def forward(ctx, x, axis=-1):
-        out = _log_softmax(x, axis)
+        shifted, _, sum_exp = shifted_exp(x, axis)
+        out = shifted - np.log(sum_exp)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         (out,) = ctx.saved
-        axis = ctx.options.get("axis", -1)
-        return grad_out - np.exp(out) * grad_out.sum(axis=axis, keepdims=True)
+        return grad_out - np.exp(out) * grad_out.sum(axis=ctx.options["axis"], keepdims=True)
 
 
 class Linear(Function):
@@ -427,13 +447,7 @@ class Linear(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
-        if x.shape[-1:] != weight.shape[1:]:
-            raise ValueError(
-                f"linear: input of shape {x.shape} does not fit weight of shape {weight.shape}; "
-                f"the input's last axis must be {weight.shape[1]}"
-            )
-        if bias is not None and bias.shape != weight.shape[:1]:
-            raise ValueError(f"linear: bias of shape {bias.shape} does not fit weight of shape {weight.shape}; it must be {weight.shape[:1]}")
+        # the shapes are checked where a user passes them: F.linear and nn.Linear
         ctx.save_for_backward(x, weight)
         out = x @ weight.T  # (batch, in) @ (in, out) -> (batch, out)
         if bias is not None:
@@ -455,45 +469,27 @@ class Linear(Function):
 
 
 class CrossEntropy(Function):
-    """loss = mean over the batch of -log softmax(logits)[target].
+    """loss = mean over the batch of -log softmax(logits)[target], for class indices `targets` (N,).
 
     forward:  log-sum-exp with the row maximum subtracted, so logits of +-1000 stay finite.
     backward: d loss/d logits = (softmax(logits) - onehot(target)) / N. No log, no epsilon.
-
-    `targets` is either class indices shaped (N,) or probabilities shaped like logits (N, C);
-    for probabilities, d loss/d logits = (softmax * sum(targets) - targets) / N and
-    d loss/d targets = -log_softmax(logits) / N.
     """
 
     @staticmethod
     def forward(ctx, logits, targets):
         count = logits.shape[0]
-        shifted = logits - logits.max(axis=1, keepdims=True)  # (N, C); the largest logit is now 0
-        exp_shifted = np.exp(shifted)  # every entry in (0, 1]: no overflow
-        sum_exp = exp_shifted.sum(axis=1, keepdims=True)  # (N, 1), >= 1: its log is safe
-        log_sum_exp = np.log(sum_exp)  # (N, 1)
-        probs = exp_shifted
-        probs /= sum_exp  # softmax, computed in place: (N, C)
-        if targets.ndim == 1:  # class indices: each row's log probability of its class
-            rows, labels = np.arange(count), targets.astype(np.intp)
-            # log softmax at the label only, shifted - log_sum_exp, without the other N x (C - 1)
-            loss = (log_sum_exp[:, 0] - shifted[rows, labels]).sum() / count  # -log p, written as +0 at p = 1
-            ctx.save_for_backward(probs, rows, labels, None, None)
-        else:  # probabilities: their weighted sum of log probabilities
-            log_probs = shifted - log_sum_exp  # (N, C)
-            loss = -(targets * log_probs).sum() / count
-            ctx.save_for_backward(probs, None, None, log_probs, targets)
+        shifted, probs, sum_exp = shifted_exp(logits, axis=1)  # (N, C), (N, C), (N, 1)
+        probs /= sum_exp  # softmax, in place: e^(x - max) is a fresh array
+        rows, labels = np.arange(count), targets.astype(np.intp)
+        # log softmax at the label only, shifted - log(sum), without the other N x (C - 1) entries
+        loss = (np.log(sum_exp[:, 0]) - shifted[rows, labels]).sum() / count  # -log p, +0 at p = 1
+        ctx.save_for_backward(probs, rows, labels)
         return np.asarray(loss, dtype=logits.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):
-        probs, rows, labels, log_probs, targets = ctx.saved
-        scale = grad_out / probs.shape[0]  # the loss is a mean over the N rows
-        if labels is not None:  # class indices
-            grad_logits = probs.copy()
-            grad_logits[rows, labels] -= 1  # softmax - onehot
-            grad_logits *= scale
-            return grad_logits, None
-        grad_logits = (probs * targets.sum(axis=1, keepdims=True) - targets) * scale
-        grad_targets = -log_probs * scale if ctx.needs_input_grad[1] else None
-        return grad_logits, grad_targets
+        probs, rows, labels = ctx.saved
+        grad_logits = probs.copy()
+        grad_logits[rows, labels] -= 1  # softmax - onehot
+        grad_logits *= grad_out / len(rows)  # the loss is a mean over the N rows
+        return grad_logits, None

@@ -1,5 +1,6 @@
-"""SGD with momentum, and gradient clipping, with the semantics of torch.optim.SGD and
-torch.nn.utils.clip_grad_*_. Updates work in place on the parameters' arrays."""
+"""Optimizers: the Optimizer base class, SGD with momentum, and gradient clipping, with the
+semantics of torch.optim and torch.nn.utils.clip_grad_*_. Updates work in place on the parameters'
+arrays."""
 
 from __future__ import annotations
 
@@ -37,7 +38,67 @@ def clip_grad_norm_(parameters, max_norm):
     return total_norm
 
 
-class SGD:
+class Optimizer:
+    """Base class of optimizers: holds the parameters and their per-parameter state arrays.
+
+    A subclass calls `super().__init__(params)`, asks for the state it keeps per parameter with
+    `self.per_parameter_state("name")` (a list with one array or None per parameter), and defines
+    `step()`. `zero_grad`, `state_dict` and `load_state_dict` then work for it unchanged: the state
+    dict holds one entry "name.i" for every parameter i that has that state.
+    """
+
+    def __init__(self, params):
+        self.params = list(params)
+        if not self.params:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list; pass model.parameters()")
+        self.state = {}  # state name -> [array or None, one per parameter]
+
+    def per_parameter_state(self, name):
+        """A list of None, one per parameter, kept under `name` in state_dict (fill it in step())."""
+        self.state[name] = [None] * len(self.params)
+        return self.state[name]
+
+    def zero_grad(self):
+        """Forget the gradients of all parameters (set .grad to None), before the next backward()."""
+        for parameter in self.params:
+            parameter.grad = None
+
+    def step(self):
+        """Update every parameter that has a gradient, in place. Subclasses define it."""
+        raise NotImplementedError(f"{type(self).__name__} must define step()")
+
+    def state_dict(self):
+        """{"name.i": a copy of the array} for each per-parameter state and each parameter i that has it."""
+        return {
+            f"{name}.{index}": array.copy()
+            for name, arrays in self.state.items()
+            for index, array in enumerate(arrays)
+            if array is not None
+        }
+
+    def load_state_dict(self, state):
+        """Restore arrays saved by state_dict(), checking names, indices, shapes and dtypes."""
+        loaded = {name: [None] * len(self.params) for name in self.state}
+        for key, array in state.items():
+            name, _, index = key.rpartition(".")
+            if name not in loaded or not index.isdigit() or int(index) >= len(self.params):
+                raise KeyError(
+                    f"{type(self).__name__} state has an unexpected entry {key!r} (this optimizer keeps "
+                    f"{', '.join(loaded) or 'no state'} for {len(self.params)} parameters)"
+                )
+            parameter = self.params[int(index)]
+            array = np.asarray(array)
+            if array.shape != parameter.shape or array.dtype != parameter.dtype:
+                raise ValueError(
+                    f"{type(self).__name__} state {key!r} is {array.dtype}{array.shape}, but parameter "
+                    f"{int(index)} is {parameter.dtype}{parameter.shape}"
+                )
+            loaded[name][int(index)] = array.copy()
+        for name, arrays in loaded.items():
+            self.state[name][:] = arrays  # in place: a subclass holds these lists by reference
+
+
+class SGD(Optimizer):
     """Stochastic gradient descent, optionally with momentum, weight decay and clipping.
 
     Each step, for every parameter p with gradient g:
@@ -45,12 +106,11 @@ class SGD:
         buffer = momentum * buffer + g                (a running direction; buffer = g at first)
         p = p - lr * buffer                           (or lr * g without momentum)
     clip_value / clip_norm clip the gradients first (see clip_grad_value_ / clip_grad_norm_).
+    state_dict() holds "momentum_buffer.i" for every parameter i that has a momentum buffer.
     """
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, clip_value=None, clip_norm=None):
-        self.params = list(params)
-        if not self.params:
-            raise ValueError("SGD got an empty parameter list; pass model.parameters()")
+        super().__init__(params)
         for name, value in (("lr", lr), ("clip_value", clip_value), ("clip_norm", clip_norm)):
             if value is not None and not value > 0:
                 raise ValueError(f"SGD {name} must be positive, got {value}")
@@ -61,12 +121,7 @@ class SGD:
         self.weight_decay = weight_decay
         self.clip_value = clip_value
         self.clip_norm = clip_norm
-        self.momentum_buffers = [None] * len(self.params)
-
-    def zero_grad(self):
-        """Forget the gradients of all parameters (set .grad to None), before the next backward()."""
-        for parameter in self.params:
-            parameter.grad = None
+        self.momentum_buffers = self.per_parameter_state("momentum_buffer")
 
     def step(self):
         """Update every parameter that has a gradient, in place."""
@@ -89,24 +144,3 @@ class SGD:
                     buffer += grad
                 grad = buffer
             parameter.data -= self.lr * grad
-
-    def state_dict(self):
-        """{"momentum_buffer.i": array} for every parameter i that has a momentum buffer."""
-        return {f"momentum_buffer.{index}": buffer.copy() for index, buffer in enumerate(self.momentum_buffers) if buffer is not None}
-
-    def load_state_dict(self, state):
-        """Restore momentum buffers saved by state_dict(), checking indices, shapes and dtypes."""
-        buffers = [None] * len(self.params)
-        for key, array in state.items():
-            prefix, _, index = key.partition(".")
-            if prefix != "momentum_buffer" or not index.isdigit() or int(index) >= len(self.params):
-                raise KeyError(f"SGD state has an unexpected entry {key!r} (this optimizer has {len(self.params)} parameters)")
-            parameter = self.params[int(index)]
-            array = np.asarray(array)
-            if array.shape != parameter.shape or array.dtype != parameter.dtype:
-                raise ValueError(
-                    f"SGD state {key!r} is {array.dtype}{array.shape}, but parameter {int(index)} is "
-                    f"{parameter.dtype}{parameter.shape}"
-                )
-            buffers[int(index)] = array.copy()
-        self.momentum_buffers = buffers

@@ -425,7 +425,7 @@ class Session:
 
         loss.name = "loss"
         loss.backward()
-        written = render(draw_graph(loss), self.args.graph)
+        written = render(draw_graph(loss, names=model), self.args.graph)
         model.zero_grad()
         print(f"Graph of one training step written to {written}")
         if written.suffix != self.args.graph.suffix:

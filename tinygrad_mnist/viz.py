@@ -60,7 +60,7 @@ FAINT_COLOUR = "#757575"
 EDGE_COLOURS = {"forward": "#424242", "backward": GRAD_COLOUR}
 
 
-def draw_graph(root, *, show_grad=True, rankdir="LR", max_nodes=200, mode="forward", legend=True):
+def draw_graph(root, *, show_grad=True, rankdir="LR", max_nodes=200, mode="forward", legend=True, names=None):
     """Draw the graph that produced `root` as a graphviz.Digraph (DOT source; `dot` not needed).
 
     What it draws: every tensor `root` was computed from, found by following each op's inputs
@@ -68,8 +68,8 @@ def draw_graph(root, *, show_grad=True, rankdir="LR", max_nodes=200, mode="forwa
     input images and labels), and one node per op between them.
 
     How to read it:
-      - a box is a tensor: its name (parameters are named by their place in the model, "0.weight";
-        set `tensor.name` for your own), shape and dtype, its value (every element of a tensor of
+      - a box is a tensor: its name (`tensor.name`, or for a parameter of the model passed as
+        `names` its place in the model, "0.weight"), shape and dtype, its value (every element of a tensor of
         up to 6 elements, min/mean/max of a larger one), and in red, once `backward()` has run,
         its gradient d root / d tensor in the same form (hide it with show_grad=False).
       - an ellipse is an op: the name of its Function class and the options it was called with,
@@ -85,6 +85,8 @@ def draw_graph(root, *, show_grad=True, rankdir="LR", max_nodes=200, mode="forwa
 
     `rankdir` is graphviz's layout direction: "LR" (left to right), "TB", "RL" or "BT".
     `legend` adds a key to the colours under the picture.
+    `names` labels tensors that have no `.name`: a Module (its parameters get their names from
+    `named_parameters()`, "0.weight") or a dict {name: Tensor}.
     """
     if not isinstance(root, Tensor):
         raise TypeError(f"draw_graph needs a Tensor (for example the loss), not {type(root).__name__}")
@@ -94,6 +96,7 @@ def draw_graph(root, *, show_grad=True, rankdir="LR", max_nodes=200, mode="forwa
         raise ValueError(f"draw_graph rankdir must be 'LR', 'RL', 'TB' or 'BT', not {rankdir!r}")
     if not isinstance(max_nodes, int) or max_nodes < 1:
         raise ValueError(f"draw_graph max_nodes must be a positive int, not {max_nodes!r}")
+    labels = _labels(names)
 
     backward = mode == "backward"
     order = _walk(root, backward)
@@ -112,7 +115,8 @@ def draw_graph(root, *, show_grad=True, rankdir="LR", max_nodes=200, mode="forwa
         graph.attr(label=_legend_label(mode, root.name or "root"), labelloc="b", labeljust="l", fontsize="9")
     for item, node_id in node_ids.items():
         if isinstance(item, Tensor):
-            _add_tensor_node(graph, node_id, item, "root" if item is root else _tensor_kind(item), show_grad)
+            name = item.name or labels.get(id(item))
+            _add_tensor_node(graph, node_id, item, name, "root" if item is root else _tensor_kind(item), show_grad)
         else:
             _add_op_node(graph, node_id, item)
     if hidden:
@@ -123,6 +127,22 @@ def draw_graph(root, *, show_grad=True, rankdir="LR", max_nodes=200, mode="forwa
     for source, target, label in _edges(kept, node_ids, backward):
         graph.edge(source, target, label=label)
     return graph
+
+
+def _labels(names):
+    """{id(tensor): name} from draw_graph's `names`: a Module, a dict {name: Tensor}, or None."""
+    if names is None:
+        return {}
+    if hasattr(names, "named_parameters"):  # a Module (viz does not import nn: it draws any graph)
+        names = dict(names.named_parameters())
+    if not isinstance(names, dict):
+        raise TypeError(f"draw_graph names must be a Module or a dict {{name: Tensor}}, not {type(names).__name__}")
+    labels = {}
+    for name, tensor in names.items():
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"draw_graph names[{name!r}] must be a Tensor, not {type(tensor).__name__}")
+        labels[id(tensor)] = str(name)
+    return labels
 
 
 def _walk(root, backward):
@@ -188,10 +208,10 @@ def _tensor_kind(tensor):
     return "parameter" if tensor.requires_grad else "input"
 
 
-def _add_tensor_node(graph, node_id, tensor, kind, show_grad):
+def _add_tensor_node(graph, node_id, tensor, name, kind, show_grad):
     rows = []  # an HTML-like table: name, shape and dtype, then a "data" row and a "grad" row
-    if tensor.name:
-        rows.append([_cell(f"<B>{_escape(tensor.name)}</B>", span=4)])
+    if name:
+        rows.append([_cell(f"<B>{_escape(name)}</B>", span=4)])
     rows.append([_cell(f"{_escape(_shape_text(tensor.shape))} {tensor.dtype}", span=4)])
     arrays = [("data", tensor.data, None)]
     if show_grad and tensor.grad is not None:
