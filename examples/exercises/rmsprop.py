@@ -7,10 +7,7 @@ Copy this file, fill in the methods, then check your copy:
 
 import numpy as np
 
-try:
-    from tinygrad_mnist.optim import Optimizer
-except ImportError:  # FALLBACK for an engine without optim.Optimizer; remove when it has it
-    from tinygrad_mnist.exercises.fallback import Optimizer
+from tinygrad_mnist.optim import Optimizer
 
 
 class RMSprop(Optimizer):

@@ -9,10 +9,7 @@ import numpy as np
 from ..tensor import Tensor
 from .common import CheckFailed, call, load_mnist_subset, train_and_score
 
-try:
-    from ..optim import Optimizer
-except ImportError:  # FALLBACK for an engine without optim.Optimizer; remove when it has it
-    from .fallback import Optimizer
+from ..optim import Optimizer
 
 TITLE = "RMSprop, an optimizer on the Optimizer base"
 NAMES = ("RMSprop",)
