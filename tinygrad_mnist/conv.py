@@ -23,11 +23,6 @@ from .function import Function
 sliding_window_view = np.lib.stride_tricks.sliding_window_view
 
 
-def output_size(size, kernel, stride, padding=0):
-    """How many windows of `kernel` fit along an axis of `size` (padded on both sides), `stride` apart."""
-    return (size + 2 * padding - kernel) // stride + 1
-
-
 def windows_of(x, kernel, stride):
     """The (kh, kw) windows of x (N, C, H, W), `stride` apart: a view (N, C, OH, OW, kh, kw), no copy."""
     (kernel_h, kernel_w), (stride_h, stride_w) = kernel, stride
@@ -42,14 +37,19 @@ def add_windows_back(grad_windows, input_shape, stride):
     chain rule for a value used more than once. One loop over the kh * kw kernel offsets; each
     step adds a whole (N, C, OH, OW) block into a strided slice of the input ("col2im").
     """
-    batch, channels, out_h, out_w, kernel_h, kernel_w = grad_windows.shape
-    stride_h, stride_w = stride
+    kernel_h, kernel_w = grad_windows.shape[4:]
     grad_x = np.zeros(input_shape, dtype=grad_windows.dtype)
     for i in range(kernel_h):
         for j in range(kernel_w):
-            # offset (i, j) of window (p, q) is pixel (i + stride_h * p, j + stride_w * q)
-            grad_x[:, :, i : i + stride_h * out_h : stride_h, j : j + stride_w * out_w : stride_w] += grad_windows[..., i, j]
+            grad_x[window_pixels(i, j, grad_windows.shape, stride)] += grad_windows[..., i, j]
     return grad_x
+
+
+def window_pixels(i, j, out_shape, stride):
+    """The index of the pixels at kernel offset (i, j) of every window: pixel (i + sh * p, j + sw * q) of window (p, q)."""
+    out_h, out_w = out_shape[2:4]
+    stride_h, stride_w = stride
+    return (slice(None), slice(None), slice(i, i + stride_h * out_h, stride_h), slice(j, j + stride_w * out_w, stride_w))
 
 
 class Conv2d(Function):
@@ -57,10 +57,10 @@ class Conv2d(Function):
 
     x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or absent; stride (sh, sw), padding (ph, pw)
     zeros on each side -> out (N, O, OH, OW), OH = (H + 2 ph - kh) // sh + 1, as torch.nn.functional.conv2d.
-    With cols (N, K, P) the im2col matrix of the windows and W = weight as a matrix (O, K):
-        forward    out = W @ cols + bias
-        d loss/d weight = sum over n of grad_out[n] @ cols[n]^T   (input correlated with grad_out)
-        d loss/d bias   = grad_out summed over n and the positions
+    With cols (K, N * P) the im2col matrix (one column per window) and W = weight as a matrix (O, K):
+        forward         out = W @ cols + bias                         (O, K) @ (K, N*P)
+        d loss/d weight = grad_out @ cols^T: the input correlated with grad_out
+        d loss/d bias   = grad_out summed over the batch and the positions
         d loss/d x      = W^T @ grad_out, each window's gradient added back to its pixels (col2im);
                           for stride 1 this is the full convolution of grad_out with the flipped kernel
     """
@@ -69,39 +69,47 @@ class Conv2d(Function):
     def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
         batch, channels, height, width = x.shape
         out_channels, _, kernel_h, kernel_w = weight.shape
-        (pad_h, pad_w) = padding
+        pad_h, pad_w = padding
         if pad_h or pad_w:
             x = np.pad(x, ((0, 0), (0, 0), (pad_h, pad_h), (pad_w, pad_w)))
         windows = windows_of(x, (kernel_h, kernel_w), stride)  # (N, C, OH, OW, kh, kw), a view
         out_h, out_w = windows.shape[2:4]
-        # im2col, the one copy: (N, C, kh, kw, OH, OW) -> (N, K, P), so that the product below lands
-        # in (N, O, P), already the output's layout (measured: 2-3x faster than (N*P, K) @ (K, O))
-        cols = windows.transpose(0, 1, 4, 5, 2, 3).reshape(batch, channels * kernel_h * kernel_w, out_h * out_w)
-        weight_matrix = weight.reshape(out_channels, -1)  # (O, K)
-        out = weight_matrix @ cols  # (O, K) @ (N, K, P) -> (N, O, P): one batched matrix product
+        # im2col, the one copy: (C, kh, kw, N, OH, OW) -> (K, N * P). This layout makes every
+        # matrix product of forward and backward one plain 2-D product of contiguous matrices,
+        # the case BLAS is fastest at (measured: 2-10x faster than batched or transposed layouts)
+        cols = windows.transpose(1, 4, 5, 0, 2, 3).reshape(channels * kernel_h * kernel_w, -1)
+        out = weight.reshape(out_channels, -1) @ cols  # (O, K) @ (K, N * P) -> (O, N * P)
         if bias is not None:
-            out += bias[:, None]  # (O, 1) broadcasts over the positions
+            out += bias[:, None]  # (O, 1) broadcasts over the batch and the positions
         ctx.save_for_backward(cols, weight, x.shape)
-        return out.reshape(batch, out_channels, out_h, out_w)
+        # (O, N, OH, OW) -> (N, O, OH, OW): a view, no copy; the next op reads it in either order
+        return out.reshape(out_channels, batch, out_h, out_w).transpose(1, 0, 2, 3)
 
     @staticmethod
     def backward(ctx, grad_out):
         cols, weight, padded_shape = ctx.saved
         pad_h, pad_w = ctx.options["padding"]
         batch, out_channels, out_h, out_w = grad_out.shape
-        grad_matrix = grad_out.reshape(batch, out_channels, out_h * out_w)  # (N, O, P)
+        # (N, O, OH, OW) -> (O, N * P), the layout of forward's product
+        grad_matrix = grad_out.transpose(1, 0, 2, 3).reshape(out_channels, -1)
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_cols = weight.reshape(out_channels, -1).T @ grad_matrix  # (K, O) @ (N, O, P) -> (N, K, P)
+            grad_cols = weight.reshape(out_channels, -1).T @ grad_matrix  # (K, O) @ (O, N * P) -> (K, N * P)
             channels, kernel_h, kernel_w = weight.shape[1:]
-            grad_windows = grad_cols.reshape(batch, channels, kernel_h, kernel_w, out_h, out_w).transpose(0, 1, 4, 5, 2, 3)
-            grad_x = add_windows_back(grad_windows, padded_shape, ctx.options["stride"])
+            # (C, kh, kw, N, OH, OW) -> (C, N, OH, OW, kh, kw): each window's gradient, as a view.
+            # col2im runs with channels first and batch second, the order grad_cols has in memory
+            # (add_windows_back treats the first two axes alike), and the result is transposed back
+            grad_windows = grad_cols.reshape(channels, kernel_h, kernel_w, batch, out_h, out_w).transpose(0, 3, 4, 5, 1, 2)
+            channels_first = (channels, batch, *padded_shape[2:])
+            grad_x = add_windows_back(grad_windows, channels_first, ctx.options["stride"]).transpose(1, 0, 2, 3)
             grad_x = grad_x[:, :, pad_h : padded_shape[2] - pad_h, pad_w : padded_shape[3] - pad_w]  # drop the padding
         if ctx.needs_input_grad[1]:
-            # (N, O, P) @ (N, P, K) -> (N, O, K), summed over the batch: every window used this weight
-            grad_weight = (grad_matrix @ cols.transpose(0, 2, 1)).sum(axis=0).reshape(weight.shape)
+            # every window used the same weights, so their gradients add up: a sum over all N * P
+            # columns, which is what the product does. Written as (cols @ grad^T)^T so that both
+            # operands are contiguous: measured 3-4x faster than grad @ cols^T
+            grad_weight = (cols @ grad_matrix.T).T.reshape(weight.shape)  # ((K, N*P) @ (N*P, O))^T -> (O, K)
         if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:
-            grad_bias = grad_out.sum(axis=(0, 2, 3))
+            grad_bias = grad_matrix.sum(axis=1)
         return (grad_x, grad_weight, grad_bias)[: len(ctx.needs_input_grad)]
 
 
@@ -111,24 +119,35 @@ class MaxPool2d(Function):
     x (N, C, H, W); kernel (kh, kw), stride (sh, sw) -> out (N, C, OH, OW), OH = (H - kh) // sh + 1.
     No padding: pixels past the last whole window are left out, as in torch's default (ceil_mode=False).
     d loss/d x: each window passes grad_out to the one pixel that was its maximum, and nothing to
-    the others. Ties go to the first maximum in the window in row-major order (np.argmax), which
-    is also what PyTorch does; where windows overlap, a pixel that is the maximum of several
+    the others. Ties go to the first maximum in the window in row-major order, which is also
+    what PyTorch does; where windows overlap, a pixel that is the maximum of several windows
     receives the sum of their gradients.
     """
 
     @staticmethod
     def forward(ctx, x, kernel=(2, 2), stride=(2, 2)):
         windows = windows_of(x, kernel, stride)  # (N, C, OH, OW, kh, kw), a view
-        flat = windows.reshape(*windows.shape[:4], -1)  # (N, C, OH, OW, kh * kw): a copy
-        winner = flat.argmax(axis=-1)[..., None]  # (N, C, OH, OW, 1): the first maximum's offset
+        kernel_h, kernel_w = kernel
+        # one pass per kernel offset over whole (N, C, OH, OW) arrays: for 2x2 windows, three
+        # comparisons. Measured 10x faster than argmax over a copy of every window, and than
+        # masked assignments (winner[larger] = offset), which numpy runs element by element
+        out = windows[..., 0, 0].copy()
+        winner = np.zeros(out.shape, dtype=np.int32)  # the offset i * kw + j of each window's maximum
+        for offset in range(1, kernel_h * kernel_w):
+            candidate = windows[..., offset // kernel_w, offset % kernel_w]
+            larger = candidate > out  # strictly larger: a tie keeps the earlier offset
+            np.maximum(out, candidate, out=out)  # (and a NaN wins, as in PyTorch)
+            winner = np.where(larger, np.int32(offset), winner)
         ctx.save_for_backward(winner, x.shape)
-        return np.take_along_axis(flat, winner, axis=-1)[..., 0]
+        return out
 
     @staticmethod
     def backward(ctx, grad_out):
         winner, input_shape = ctx.saved
         kernel_h, kernel_w = ctx.options["kernel"]
-        grad_windows = np.zeros((*grad_out.shape, kernel_h * kernel_w), dtype=grad_out.dtype)
-        np.put_along_axis(grad_windows, winner, grad_out[..., None], axis=-1)  # only the winner gets it
-        grad_windows = grad_windows.reshape(*grad_out.shape, kernel_h, kernel_w)
-        return add_windows_back(grad_windows, input_shape, ctx.options["stride"])
+        grad_x = np.zeros(input_shape, dtype=grad_out.dtype)
+        for offset in range(kernel_h * kernel_w):
+            # each window's gradient goes to its winning offset only (and adds up where windows overlap)
+            pixels = window_pixels(offset // kernel_w, offset % kernel_w, grad_out.shape, ctx.options["stride"])
+            grad_x[pixels] += np.where(winner == offset, grad_out, 0)
+        return grad_x
