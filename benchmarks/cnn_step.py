@@ -3,6 +3,7 @@
     python benchmarks/cnn_step.py                   # the table and the breakdown (about a minute)
     python benchmarks/cnn_step.py --quick           # a tiny smoke run (a few seconds)
     python benchmarks/cnn_step.py --batch-sizes 64 256 --repeats 31
+    OPENBLAS_NUM_THREADS=1 python benchmarks/cnn_step.py --clock cpu   # on a busy shared machine
 
 Both contenders train nn.lenet (conv 1->16 5x5, ReLU, max-pool 2, conv 16->32 5x5, ReLU, max-pool 2,
 linear 512->10; float32) with SGD momentum 0.9 on the same batches, from the same weights:
@@ -106,12 +107,18 @@ class Torch:
         return loss.item()
 
 
+# wall time by default; --clock cpu counts only this process's CPU time, which a busy shared
+# machine cannot inflate by taking the core away (meaningful with one thread: with more, the time
+# BLAS and OpenMP threads spend spinning while they wait counts as CPU time too)
+clock = time.perf_counter
+
+
 def run_block(contender, batches, steps, cursor):
-    start = time.perf_counter()
+    start = clock()
     for _ in range(steps):
         contender.step(*batches[cursor % DISTINCT_BATCHES])
         cursor += 1
-    return (time.perf_counter() - start) / steps, cursor
+    return (clock() - start) / steps, cursor
 
 
 def time_batch_size(batch_size, args, with_torch):
@@ -147,10 +154,10 @@ def median_microseconds(function, repeats, iterations=5):
     samples = []
     function()
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         for _ in range(iterations):
             function()
-        samples.append((time.perf_counter() - start) / iterations * 1e6)
+        samples.append((clock() - start) / iterations * 1e6)
     return statistics.median(samples)
 
 
@@ -218,6 +225,8 @@ def parse_args(argv=None):
     add("--warmup-steps", type=int, default=5, help="untimed steps per contender before timing (default 5)")
     add("--seed", type=int, default=0, help="seed of the weights and batches (default 0)")
     add("--no-torch", action="store_true", help="leave PyTorch out even if it is installed")
+    add("--clock", choices=["wall", "cpu"], default="wall",
+        help="wall time (default), or this process's CPU time: steadier on a busy machine, with OPENBLAS_NUM_THREADS=1")
     add("--quick", action="store_true", help="a tiny smoke run: batch 8, 1 repeat")
     args = parser.parse_args(argv)
     if args.quick:
@@ -228,7 +237,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    global clock
     args = parse_args(argv)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     with_torch = torch is not None and not args.no_torch
     if with_torch:
         torch.set_num_threads(blas_threads())  # the same number of threads numpy's BLAS has
@@ -237,7 +248,7 @@ def main(argv=None):
     if not with_torch:
         print("\nPyTorch skipped: " + ("--no-torch given" if args.no_torch else "not installed (pip install torch to compare)"))
 
-    print(f"\n## Training step: nn.lenet, float32, SGD momentum {MOMENTUM} (median of {args.repeats} blocks)\n")
+    print(f"\n## Training step: nn.lenet, float32, SGD momentum {MOMENTUM} (median of {args.repeats} blocks, {args.clock} time)\n")
     load_before = os.getloadavg()[0]
     columns = ["batch", "ours µs/step"] + (["torch µs/step"] if with_torch else []) + ["ours s/epoch"]
     columns += (["torch s/epoch", "ours/torch"] if with_torch else [])
