@@ -168,21 +168,22 @@ def breakdown(batch_size, args):
     images, labels = random_batches(batch_size, args.seed)[0]
     x1 = normalize(images)  # (N, 1, 28, 28)
     x2 = rng.standard_normal((batch_size, 16, 12, 12)).astype(np.float32)
-    pooled1 = rng.standard_normal((batch_size, 16, 24, 24)).astype(np.float32)
-    pooled2 = rng.standard_normal((batch_size, 32, 8, 8)).astype(np.float32)
+    # the pooling inputs come out of a convolution and a ReLU: batch innermost in memory (conv.py)
+    pooled1 = rng.standard_normal((16, 24, 24, batch_size)).astype(np.float32).transpose(3, 0, 1, 2)
+    pooled2 = rng.standard_normal((32, 8, 8, batch_size)).astype(np.float32).transpose(3, 0, 1, 2)
     w1, w2 = ours.model[0].weight.data, ours.model[3].weight.data
     w3 = ours.model[7].weight.data
     (c1, k1), (c2, k2) = (1, 25), (16, 400)
-    cols1 = np.ascontiguousarray(windows_of(x1, (5, 5), (1, 1)).transpose(1, 4, 5, 0, 2, 3).reshape(k1, -1))
-    cols2 = np.ascontiguousarray(windows_of(x2, (5, 5), (1, 1)).transpose(1, 4, 5, 0, 2, 3).reshape(k2, -1))
+    cols1 = np.ascontiguousarray(windows_of(x1, (5, 5), (1, 1)).transpose(1, 4, 5, 2, 3, 0).reshape(k1, -1))
+    cols2 = np.ascontiguousarray(windows_of(x2, (5, 5), (1, 1)).transpose(1, 4, 5, 2, 3, 0).reshape(k2, -1))
     grad1 = rng.standard_normal((16, cols1.shape[1])).astype(np.float32)
     grad2 = rng.standard_normal((32, cols2.shape[1])).astype(np.float32)
     flat = rng.standard_normal((batch_size, 512)).astype(np.float32)
     grad3 = rng.standard_normal((batch_size, 10)).astype(np.float32)
 
     def im2col():
-        windows_of(x1, (5, 5), (1, 1)).transpose(1, 4, 5, 0, 2, 3).reshape(k1, -1)
-        windows_of(x2, (5, 5), (1, 1)).transpose(1, 4, 5, 0, 2, 3).reshape(k2, -1)
+        windows_of(x1, (5, 5), (1, 1)).transpose(1, 4, 5, 2, 3, 0).reshape(k1, -1)
+        windows_of(x2, (5, 5), (1, 1)).transpose(1, 4, 5, 2, 3, 0).reshape(k2, -1)
 
     def matmuls():
         w1.reshape(16, -1) @ cols1  # conv 1 forward
@@ -194,10 +195,11 @@ def breakdown(batch_size, args):
         grad3.T @ flat
         grad3 @ w3
 
-    grad_cols2 = (w2.reshape(32, -1).T @ grad2).reshape(16, 5, 5, batch_size, 8, 8).transpose(0, 3, 4, 5, 1, 2)
+    # (C, kh, kw, OH, OW, N) -> (N, C, OH, OW, kh, kw), as Conv2d.backward hands it to col2im
+    grad_windows2 = (w2.reshape(32, -1).T @ grad2).reshape(16, 5, 5, 8, 8, batch_size).transpose(5, 0, 3, 4, 1, 2)
 
     def col2im():
-        add_windows_back(grad_cols2, (16, batch_size, 12, 12), (1, 1))
+        add_windows_back(grad_windows2, (batch_size, 16, 12, 12), (1, 1))
 
     pool_inputs = [Tensor(array, requires_grad=True) for array in (pooled1, pooled2)]
     pool_grads = [np.ones((batch_size, 16, 12, 12), np.float32), np.ones((batch_size, 32, 4, 4), np.float32)]
