@@ -256,6 +256,9 @@ def test_lenet_maps_a_batch_of_28x28_images_to_ten_logits():
     logits = model(Tensor(random_array((3, 1, 28, 28), np.random.default_rng(0)).astype(np.float32)))
     assert logits.shape == (3, 10) and logits.dtype == np.float32
     assert sum(p.data.size for p in model.parameters()) == 16 * 25 + 16 + 32 * 16 * 25 + 32 + 512 * 10 + 10
+    padded = nn.lenet(padding=2, rng=np.random.default_rng(0))  # LeNet-5's 28x28 after the first conv
+    assert padded(Tensor(np.zeros((2, 1, 28, 28), dtype=np.float32))).shape == (2, 10)
+    assert padded[-1].weight.shape == (10, 32 * 5 * 5)
 
 
 # ----- errors a user can make --------------------------------------------------------------------
