@@ -278,6 +278,7 @@ def test_conv2d_on_flat_images_says_which_shape_to_reshape_them_to():
     (lambda: F.conv2d(Tensor(np.zeros((1, 1, 5, 5))), Tensor(np.zeros((2, 1, 3, 3))), stride=0), "stride must be"),
     (lambda: F.conv2d(Tensor(np.zeros((1, 1, 5, 5))), Tensor(np.zeros((2, 1, 3, 3))), padding=-1), "padding must be"),
     (lambda: F.max_pool2d(Tensor(np.zeros((4, 784))), 2), r"max_pool2d expects input \(N, C, H, W\)"),
+    (lambda: F.max_pool2d(Tensor(np.zeros((4, 28, 28))), 2), r"max_pool2d expects input \(N, C, H, W\); got \(4, 28, 28\): reshape to \(4, 1, 28, 28\)"),
     (lambda: F.max_pool2d(Tensor(np.zeros((1, 1, 3, 3))), 4), "larger than the input"),
     (lambda: F.dropout(Tensor(np.zeros(3)), 1.5), r"p must lie in \[0, 1\]"),
     (lambda: nn.Dropout(-0.1), r"p must lie in \[0, 1\]"),

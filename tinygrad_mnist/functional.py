@@ -100,8 +100,9 @@ def _pair(value, name, function, minimum):
 
 
 def _image_batch_hint(function, shape, channels):
-    """The one-line error for an input that is not (N, C, H, W), with the reshape that fixes it."""
-    message = f"{function} expects input (N, C, H, W) with C={channels} channels; got {shape}"
+    """The one-line error for an input that is not (N, C, H, W) (with C=channels, unless None), and the reshape that fixes it."""
+    message = f"{function} expects input (N, C, H, W)" + (f" with C={channels} channels" if channels else "") + f"; got {shape}"
+    channels = channels or 1  # a pooling layer takes any number of channels: suggest one
     side = int(round((shape[-1] / channels) ** 0.5)) if len(shape) == 2 and shape[-1] % channels == 0 else 0
     if len(shape) == 2 and side * side * channels == shape[-1]:
         return message + f": reshape to ({shape[0]}, {channels}, {side}, {side})"
@@ -143,7 +144,7 @@ def max_pool2d(x, kernel_size, stride=None):
     kernel = _pair(kernel_size, "kernel_size", "max_pool2d", 1)
     stride = kernel if stride is None else _pair(stride, "stride", "max_pool2d", 1)
     if x.ndim != 4:
-        raise ValueError(_image_batch_hint("max_pool2d", x.shape, x.shape[1] if x.ndim == 3 else 1))
+        raise ValueError(_image_batch_hint("max_pool2d", x.shape, None))
     if x.shape[2] < kernel[0] or x.shape[3] < kernel[1]:
         raise ValueError(f"max_pool2d: the window {kernel} is larger than the input {tuple(x.shape[2:])}")
     return MaxPool2d.apply(x, kernel=kernel, stride=stride)
