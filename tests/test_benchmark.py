@@ -69,3 +69,19 @@ def test_without_torch_it_still_runs_and_says_torch_was_skipped():
     assert "PyTorch skipped: not installed" in output
     rows = table_rows(output)
     assert len(rows) == 1 and "ours/torch" not in rows[0] and "ours/manual" in rows[0]
+
+
+CNN_BENCHMARK = REPO / "benchmarks" / "cnn_step.py"
+
+
+def test_the_cnn_benchmark_quick_run_prints_the_step_table_and_the_breakdown():
+    result = subprocess.run([sys.executable, str(CNN_BENCHMARK), "--quick"], capture_output=True, text=True,
+                            timeout=600, cwd=REPO)
+    assert result.returncode == 0, f"the benchmark failed:\n{result.stdout}\n{result.stderr}"
+    output = result.stdout
+    row = next(line for line in output.splitlines() if line.startswith("| 8 | ") and line.count("|") >= 5)
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert all(re.fullmatch(r"\d+(\.\d+)?", cell) for cell in cells), row
+    assert len(cells) == (6 if TORCH_INSTALLED else 3)
+    for piece in ("im2col", "matrix products", "col2im", "max-pool forward + backward", "rest of the step", "whole step"):
+        assert re.search(rf"\| 8 \| {re.escape(piece)} \| -?\d+ \|", output), f"the breakdown lacks {piece}"

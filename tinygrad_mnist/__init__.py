@@ -4,7 +4,7 @@
     from tinygrad_mnist import functional as F
 """
 
-from . import functional, nn, ops, optim
+from . import conv, functional, nn, ops, optim
 from .function import Context, Function, unbroadcast, unreduce
 from .gradcheck import GradcheckError, gradcheck
 from .nn import manual_seed
@@ -19,6 +19,7 @@ __all__ = [
     "Function",
     "GradcheckError",
     "Tensor",
+    "conv",
     "detect_anomaly",
     "enable_grad",
     "functional",

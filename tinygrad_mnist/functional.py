@@ -94,3 +94,88 @@ def cross_entropy(logits, targets):
 def mse_loss(prediction, target):
     """mean((prediction - target)^2)."""
     return ((prediction - target) ** 2).mean()
+
+
+# ----- convolutions, pooling, dropout (the ops live in conv.py) ---------------------------------
+from .conv import Conv2d, MaxPool2d  # noqa: E402  (kept with the functions that use them)
+
+def _pair(value, name, function, minimum):
+    """An int or a pair of ints, each at least `minimum` -> a tuple (for height, for width)."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(item, (int, np.integer)) and item >= minimum for item in pair):
+        raise ValueError(f"{function}: {name} must be an int >= {minimum} or a pair of them, got {value!r}")
+    return tuple(int(item) for item in pair)
+
+
+def _image_batch_hint(function, shape, channels):
+    """The one-line error for an input that is not (N, C, H, W) (with C=channels, unless None), and the reshape that fixes it."""
+    message = f"{function} expects input (N, C, H, W)" + (f" with C={channels} channels" if channels else "") + f"; got {shape}"
+    channels = channels or 1  # a pooling layer takes any number of channels: suggest one
+    side = int(round((shape[-1] / channels) ** 0.5)) if len(shape) == 2 and shape[-1] % channels == 0 else 0
+    if len(shape) == 2 and side * side * channels == shape[-1]:
+        return message + f": reshape to ({shape[0]}, {channels}, {side}, {side})"
+    if len(shape) == 3 and channels == 1:
+        return message + f": reshape to ({shape[0]}, 1, {shape[1]}, {shape[2]})"
+    return message
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    """2-D convolution (cross-correlation, as in PyTorch) of x (N, C, H, W) with weight (O, C, kh, kw).
+
+    bias (O,) or None; stride and padding an int or a (height, width) pair; padding adds zeros on
+    each side. Returns (N, O, OH, OW) with OH = (H + 2 padding - kh) // stride + 1.
+    """
+    stride, padding = _pair(stride, "stride", "conv2d", 1), _pair(padding, "padding", "conv2d", 0)
+    if weight.ndim != 4:
+        raise ValueError(f"conv2d expects weight (out_channels, in_channels, kh, kw); got {weight.shape}")
+    out_channels, channels, kernel_h, kernel_w = weight.shape
+    if x.ndim != 4 or x.shape[1] != channels:
+        raise ValueError(_image_batch_hint("conv2d", x.shape, channels))
+    if bias is not None and bias.shape != (out_channels,):
+        raise ValueError(f"conv2d expects bias ({out_channels},), one per output channel; got {bias.shape}")
+    padded = (x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1])
+    if padded[0] < kernel_h or padded[1] < kernel_w:
+        raise ValueError(
+            f"conv2d: the kernel ({kernel_h}, {kernel_w}) is larger than the input {tuple(x.shape[2:])} "
+            f"padded to {padded}; use a smaller kernel, more padding, or a larger image"
+        )
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return Conv2d.apply(*inputs, stride=stride, padding=padding)
+
+
+def max_pool2d(x, kernel_size, stride=None):
+    """The maximum of each kernel_size window of x (N, C, H, W), windows `stride` apart (default kernel_size).
+
+    No padding. The gradient goes to each window's maximum; among equal values, to the first in
+    row-major order (as in PyTorch).
+    """
+    kernel = _pair(kernel_size, "kernel_size", "max_pool2d", 1)
+    stride = kernel if stride is None else _pair(stride, "stride", "max_pool2d", 1)
+    if x.ndim != 4:
+        raise ValueError(_image_batch_hint("max_pool2d", x.shape, None))
+    if x.shape[2] < kernel[0] or x.shape[3] < kernel[1]:
+        raise ValueError(f"max_pool2d: the window {kernel} is larger than the input {tuple(x.shape[2:])}")
+    return MaxPool2d.apply(x, kernel=kernel, stride=stride)
+
+
+_dropout_rng = np.random.default_rng()
+
+
+def dropout(x, p=0.5, training=True, rng=None):
+    """Inverted dropout: in training, zero each element with probability p and scale the rest by 1 / (1 - p).
+
+    The scaling keeps every element's expected value, so evaluation (training=False) is the
+    identity. rng: a numpy Generator for the mask (a fixed seed gives a fixed mask). A composite,
+    x * mask, so its gradient is grad_out * mask: dropped elements get no gradient.
+    """
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout probability p must lie in [0, 1], got {p}")
+    if not training or p == 0:
+        return x
+    rng = _dropout_rng if rng is None else rng
+    if p == 1:
+        mask = np.zeros(x.shape, dtype=x.dtype)  # everything dropped (1 / (1 - p) would divide by 0)
+    else:
+        keep = rng.random(x.shape, dtype=np.float32) >= p
+        mask = keep * np.asarray(1 / (1 - p), dtype=x.dtype)  # 0 or 1 / (1 - p), in x's dtype
+    return x * mask

@@ -176,10 +176,18 @@ class ReLU(Module):
 
 
 class Flatten(Module):
-    """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...)."""
+    """Merge axes start_dim..end_dim into one, as torch.nn.Flatten: (batch, d1, d2, ...) -> (batch, d1 * d2 * ...)."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        self.start_dim = start_dim
+        self.end_dim = end_dim
 
     def forward(self, x):
-        return x.flatten(1)
+        start, end = range(x.ndim)[self.start_dim], range(x.ndim)[self.end_dim]  # negative dims count from the end
+        return x.reshape(*x.shape[:start], -1, *x.shape[end + 1 :])
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
 class Sequential(Module):
@@ -218,4 +226,90 @@ def mlp(layer_sizes, negative_slope=0.01, init_scale=1.0, rng=None, dtype=np.flo
         layers.append(Linear(fan_in, fan_out, init_scale=init_scale, rng=rng, dtype=dtype))
         if index < len(layer_sizes) - 2:
             layers.append(LeakyReLU(negative_slope))
+    return Sequential(*layers)
+
+
+# ----- convolutional layers ----------------------------------------------------------------------
+class Conv2d(Module):
+    """out = conv2d(x, weight, bias, stride, padding): x (N, in, H, W) -> (N, out, OH, OW), as torch.nn.Conv2d.
+
+    weight: (out_channels, in_channels, kh, kw), bias: (out_channels,). Both start uniform in
+    +-1/sqrt(fan_in), fan_in = in_channels * kh * kw: PyTorch's default (kaiming_uniform_ with
+    a=sqrt(5), whose bound sqrt(6 / ((1 + a^2) fan_in)) is that 1/sqrt(fan_in)), so a net built
+    here starts where the same net in PyTorch would.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, rng=None, dtype=np.float32):
+        rng = _default_rng if rng is None else rng
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = F._pair(kernel_size, "kernel_size", "Conv2d", 1)
+        self.stride = F._pair(stride, "stride", "Conv2d", 1)
+        self.padding = F._pair(padding, "padding", "Conv2d", 0)
+        bound = 1 / math.sqrt(in_channels * self.kernel_size[0] * self.kernel_size[1])
+        weight = rng.uniform(-bound, bound, (out_channels, in_channels, *self.kernel_size))
+        self.weight = Tensor(weight.astype(dtype), requires_grad=True)
+        self.bias = Tensor(rng.uniform(-bound, bound, out_channels).astype(dtype), requires_grad=True) if bias else None
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, bias={self.bias is not None}")
+
+
+class MaxPool2d(Module):
+    """The maximum of each kernel_size window, windows `stride` apart (default: kernel_size, no overlap)."""
+
+    def __init__(self, kernel_size, stride=None):
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+class Dropout(Module):
+    """In training mode, zero each element with probability p and scale the rest by 1 / (1 - p); in eval mode, x.
+
+    `model.train()` / `model.eval()` switch it. The mask comes from `rng`, or when None from the
+    generator `manual_seed` seeds, so a seeded run drops the same elements every time.
+    """
+
+    def __init__(self, p=0.5, rng=None):
+        if not 0 <= p <= 1:
+            raise ValueError(f"Dropout probability p must lie in [0, 1], got {p}")
+        self.p = p
+        self.rng = rng
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training, rng=_default_rng if self.rng is None else self.rng)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+def lenet(dropout=0.0, padding=0, rng=None, dtype=np.float32):
+    """The LeNet-style CNN for 28x28 images: two 5x5 convolutions with ReLU and 2x2 max-pooling, then Linear.
+
+    (N, 1, 28, 28) -> Conv2d(1, 16, 5) -> (N, 16, 24, 24) -> ReLU, MaxPool2d(2) -> (N, 16, 12, 12)
+    -> Conv2d(16, 32, 5) -> (N, 32, 8, 8) -> ReLU, MaxPool2d(2) -> (N, 32, 4, 4) -> Flatten -> (N, 512)
+    -> [Dropout(dropout)] -> Linear(512, 10) -> raw logits.
+    padding: zeros around the image before the first convolution; 2 keeps it 28x28, as LeNet-5
+    did, and the Linear layer then takes 32 * 5 * 5 = 800 features.
+    The Linear layer keeps this package's He init; the convolutions take PyTorch's.
+    """
+    side = ((28 + 2 * padding - 4) // 2 - 4) // 2  # the image side after both conv + pool stages
+    layers = [
+        Conv2d(1, 16, 5, padding=padding, rng=rng, dtype=dtype), ReLU(), MaxPool2d(2),
+        Conv2d(16, 32, 5, rng=rng, dtype=dtype), ReLU(), MaxPool2d(2),
+        Flatten(),
+    ]
+    if dropout:
+        layers.append(Dropout(dropout, rng=rng))
+    layers.append(Linear(32 * side * side, 10, rng=rng, dtype=dtype))
     return Sequential(*layers)
