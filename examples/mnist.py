@@ -28,7 +28,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from tinygrad_mnist import Tensor, functional as F, no_grad, optim, run  # noqa: E402
+from tinygrad_mnist import Tensor, functional as F, optim, run  # noqa: E402
 from tinygrad_mnist.data import batches, normalize  # noqa: E402
 from tinygrad_mnist.datasets import DatasetNotFoundError, IDXError, load_dataset  # noqa: E402
 
@@ -55,35 +55,7 @@ PRESETS = {
     # Fashion-MNIST: a wider layer and more epochs (the default recipe stops near 88.5%)
     "fashion": {"dataset": "fashion-mnist", "hidden": "1024", "epochs": 15},
 }
-EVAL_CHUNK = 5000  # evaluate this many images at a time: bounded memory
-
-
-def evaluate(model, images, labels):
-    """(number correct, mean loss, logits) over a whole set, in chunks, without recording a graph."""
-    with no_grad():
-        logits = np.concatenate([model(Tensor(normalize(images[start : start + EVAL_CHUNK]).reshape(-1, 784))).data
-                                 for start in range(0, len(images), EVAL_CHUNK)])
-        loss = F.cross_entropy(Tensor(logits), labels).item()
-    return int((logits.argmax(axis=1) == labels).sum()), loss, logits
-
-
-def report(title, model, images, labels, classes=None):
-    """Print the original program's performance lines for one set (and, given the class names,
-    the accuracy of each class); return (correct, mean loss, logits)."""
-    correct, loss, logits = evaluate(model, images, labels)
-    print(title)
-    print(f"Correct: {correct}  Incorrect: {len(images) - correct} Accuracy: {100 * correct / len(images):.2f}%")
-    if classes is not None:
-        hits = [(logits.argmax(axis=1) == labels)[labels == label].mean() for label in range(len(classes))]
-        print("Per class: " + ", ".join(f"{name} {100 * hit:.1f}%" for name, hit in zip(classes, hits)))
-    return correct, loss, logits
-
-
-def learning_rate(args, step, total_steps):
-    """The learning rate of step `step`: --lr throughout, or a cosine from --lr down to 0."""
-    if args.schedule == "constant" or total_steps == 0:
-        return args.lr
-    return args.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+INPUT_SHAPE = (-1, 784)  # an MLP takes each 28x28 image as one row of 784 pixels
 
 
 def main(argv=None):
@@ -103,13 +75,14 @@ def main(argv=None):
     train_images, train_labels, test_images, test_labels = dataset
 
     if args.graph:  # the graph of one training step; --graph without --epochs only draws
-        images = Tensor(normalize(train_images[: args.batch_size]).reshape(-1, 784), name="images")
+        images = Tensor(normalize(train_images[: args.batch_size]).reshape(INPUT_SHAPE), name="images")
         session.draw_graph(F.cross_entropy(model(images), train_labels[: args.batch_size]), model)
         if args.graph_only:
             return
 
-    _, initial_loss, _ = report("Model performance on training data before training:", model, train_images, train_labels)
-    report("Model performance on test data before training:", model, test_images, test_labels)
+    train_set, test_set = (train_images, train_labels, INPUT_SHAPE), (test_images, test_labels, INPUT_SHAPE)
+    _, initial_loss, _ = run.report("Model performance on training data before training:", model, *train_set)
+    run.report("Model performance on test data before training:", model, *test_set)
     print(f"Initial loss: {initial_loss:.4f}")
 
     steps_per_epoch = math.ceil(len(train_images) / args.batch_size)
@@ -120,22 +93,22 @@ def main(argv=None):
             epoch_start, loss_sum = time.perf_counter(), 0.0
             epoch_batches = batches(train_images, train_labels, args.batch_size, shuffle=True, rng=rng)
             for step, (image_batch, label_batch) in session.steps(epoch_batches, epoch, steps_per_epoch):
-                optimizer.lr = learning_rate(args, epoch * steps_per_epoch + step, total_steps)
-                x = Tensor(normalize(image_batch).reshape(-1, 784))  # (batch, 28, 28) uint8 -> (batch, 784) float32
+                optimizer.lr = run.learning_rate(args, epoch * steps_per_epoch + step, total_steps)
+                x = Tensor(normalize(image_batch).reshape(INPUT_SHAPE))  # (batch, 28, 28) uint8 -> (batch, 784) float32
                 loss = F.cross_entropy(model(x), label_batch)
                 loss_sum += session.check_loss(loss.item())  # NaN or inf: stop, say what to try
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-            correct, test_loss, _ = evaluate(model, test_images, test_labels)
+            correct, test_loss, _ = run.evaluate(model, *test_set)
             seconds = time.perf_counter() - epoch_start
             print(f"Epoch {epoch + 1}/{args.epochs}  loss {loss_sum / steps_per_epoch:.4f}  "
                   f"test accuracy {100 * correct / len(test_images):.2f}%  time {seconds:.1f}s")
             session.end_epoch(epoch + 1, model, optimizer, rng, train_loss=loss_sum / steps_per_epoch, test_loss=test_loss,
                               test_accuracy=correct / len(test_images), lr=optimizer.lr, seconds=seconds)
 
-    report("Model performance on training data after training:", model, train_images, train_labels)
-    _, _, logits = report("Model performance on test data after training:", model, test_images, test_labels, dataset.classes)
+    run.report("Model performance on training data after training:", model, *train_set)
+    _, _, logits = run.report("Model performance on test data after training:", model, *test_set, dataset.classes)
     session.plot(test_images, test_labels, logits, dataset.classes)  # --plot: a figure of the run
     session.finish(model, optimizer, rng)  # --save with 0 epochs: the model as it is
     print(f"Total time: {time.perf_counter() - start_time:.1f}s")

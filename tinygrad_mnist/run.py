@@ -36,10 +36,12 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import nn
+from . import functional as F, nn
 from .checkpoint import CheckpointError, check_save_target, load_checkpoint, save_checkpoint
 from .datasets import DATASETS
-from .modes import AnomalyError, detect_anomaly
+from .data import normalize
+from .modes import AnomalyError, detect_anomaly, no_grad
+from .tensor import Tensor
 
 # a model larger than this is refused before anything is allocated: 10^8 float32 parameters are
 # 400 MB, and training holds three copies (weights, gradients, momentum)
@@ -101,6 +103,8 @@ SETTINGS = {
     "schedule": Setting(str, "learning-rate schedule", _rule(lambda v: v in ("cosine", "constant"), "cosine or constant"),
                         choices=("cosine", "constant")),
     "seed": Setting(int, "seed for initialisation and shuffling", _rule(lambda v: v >= 0, "0 or more")),
+    "dropout": Setting(float, "dropout probability before the last layer", _rule(lambda v: 0 <= v < 1, "in [0, 1)")),
+    "padding": Setting(int, "zeros around the image before the first convolution", _rule(lambda v: 0 <= v <= 4, "0 to 4")),
     "dataset": Setting(str, "the dataset to train on", _rule(lambda v: v in DATASETS, f"one of {sorted(DATASETS)}"),
                        choices=tuple(sorted(DATASETS))),
 }
@@ -227,7 +231,17 @@ def build_mlp(layer_sizes, negative_slope=0.01, **options):
     return nn.mlp(layer_sizes, negative_slope=negative_slope, **options)
 
 
-MODELS = {"mlp": build_mlp}  # kind -> builder(**arguments, **options); a new architecture is one entry
+def build_lenet(dropout=0.0, padding=0, **options):
+    """MODELS["lenet"]: nn.lenet(dropout, padding, **options), the CNN of examples/mnist_cnn.py."""
+    if not (_is_number(dropout) and 0 <= dropout < 1):
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    if not (_is_int(padding) and 0 <= padding <= 4):
+        raise ValueError(f"padding must be a whole number from 0 to 4, got {padding!r}")
+    options.pop("init_scale", None)  # the convolutions take PyTorch's initialisation
+    return nn.lenet(dropout=dropout, padding=padding, **options)
+
+
+MODELS = {"mlp": build_mlp, "lenet": build_lenet}  # kind -> builder(**arguments, **options): one entry each
 
 
 def _check_size(parameters):
@@ -302,6 +316,40 @@ class StopRequest:
 
     def __exit__(self, *exc):
         signal.signal(signal.SIGINT, self.previous)
+
+
+# ----- evaluation and the learning-rate schedule, shared by the training scripts ----------------
+def evaluate(model, images, labels, input_shape, chunk=5000):
+    """(number correct, mean cross-entropy, logits) of `model` on uint8 `images`, scaled as in
+    training and reshaped to `input_shape` ((-1, 784) for an MLP, (-1, 1, 28, 28) for a CNN), in
+    chunks of `chunk` images, in eval mode (no dropout) and without recording a graph."""
+    was_training = model.training
+    model.eval()
+    with no_grad():
+        logits = np.concatenate([model(Tensor(normalize(images[start : start + chunk]).reshape(input_shape))).data
+                                 for start in range(0, len(images), chunk)])
+        loss = F.cross_entropy(Tensor(logits), labels).item()
+    model.train(was_training)
+    return int((logits.argmax(axis=1) == labels).sum()), loss, logits
+
+
+def report(title, model, images, labels, input_shape, classes=None):
+    """Print the original program's performance lines for one set (and, given the class names,
+    each class's accuracy); return (correct, mean loss, logits) as evaluate does."""
+    correct, loss, logits = evaluate(model, images, labels, input_shape)
+    print(title)
+    print(f"Correct: {correct}  Incorrect: {len(images) - correct} Accuracy: {100 * correct / len(images):.2f}%")
+    if classes is not None:
+        hits = [(logits.argmax(axis=1) == labels)[labels == label].mean() for label in range(len(classes))]
+        print("Per class: " + ", ".join(f"{name} {100 * hit:.1f}%" for name, hit in zip(classes, hits)))
+    return correct, loss, logits
+
+
+def learning_rate(args, step, total_steps):
+    """The learning rate of step `step`: --lr throughout, or a cosine from --lr down to 0."""
+    if args.schedule == "constant" or total_steps == 0:
+        return args.lr
+    return args.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
 
 
 # ----- one run --------------------------------------------------------------------------------
