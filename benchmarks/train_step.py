@@ -4,6 +4,8 @@
     python benchmarks/train_step.py --quick         # a tiny smoke run (a few seconds)
     python benchmarks/train_step.py --memory        # also the peak memory of examples/mnist.py
     python benchmarks/train_step.py --batch-sizes 64 256 --hidden 128 --repeats 61
+    python benchmarks/train_step.py --warm          # first do what the example does before training
+    python benchmarks/train_step.py --warm --pin-malloc   # ... with glibc's malloc thresholds pinned
 
 Three contenders train the same MLP (784-H-10, leaky ReLU, float32) with SGD momentum 0.9 on the
 same batches, starting from the same weights:
@@ -23,6 +25,12 @@ would take at that speed, and the ratios ours/manual and ours/torch: the median 
 of the ratio of two blocks of the same repeat, which a slow minute of the machine cannot skew.
 Before timing, the first three steps of every contender are compared: they must compute the same
 losses, or the timing would compare different work.
+
+Every configuration also reports minor page faults per step of ours and manual (the kernel's count,
+deterministic where times are not): memory that malloc gave back to the system and asks for again.
+--warm first runs what the example runs before training (a small float64 forward/backward and a
+forward pass over 10,000 images), which moves glibc's malloc thresholds; --pin-malloc fixes them
+(see pin_malloc_thresholds) so the step no longer depends on what the process did before.
 
 Add --breakdown for where the time of a step goes (forward, backward, optimizer; the matrix
 products alone), and --memory for the peak resident memory of the default example.
@@ -127,6 +135,56 @@ def describe_machine(with_torch):
     else:
         lines.append(f"- PyTorch {torch.__version__}, {torch.get_num_threads()} threads (set to match numpy's BLAS)")
     return "\n".join(lines)
+
+
+# ----- the state of the process before timing -------------------------------------------------------
+# glibc's malloc serves a request of at least M_MMAP_THRESHOLD (128 KiB at start) with a fresh mmap,
+# and returns the top of its heap to the system when more than M_TRIM_THRESHOLD is free there.
+# Both move: freeing an mmapped array of S bytes (S <= 32 MiB) sets them to S and 2 S. So what a
+# process allocated before training decides whether a step's temporaries stay in the heap or are
+# given back and faulted in again every step (measured: 0 to ~3000 page faults per step).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers, from glibc's malloc.h
+PINNED_MMAP_THRESHOLD = 32 << 20  # glibc's own ceiling for the moving threshold: arrays below it stay in the heap
+PINNED_TRIM_THRESHOLD = 64 << 20  # keep up to 64 MiB of freed heap instead of returning and refaulting it
+
+
+def pin_malloc_thresholds():
+    """Fix glibc's malloc thresholds where they end up in a warm process, so history no longer matters.
+
+    Both must be set: setting either one turns off glibc's moving of *both*, and the other stays at
+    128 KiB (measured: one alone gave 160-2600 faults per step). Process-wide, so a library must
+    not do it; a program may. Without code: GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:
+    glibc.malloc.trim_threshold=67108864. Returns False where there is no glibc.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, PINNED_MMAP_THRESHOLD) and libc.mallopt(M_TRIM_THRESHOLD, PINNED_TRIM_THRESHOLD))
+    except (OSError, AttributeError):
+        return False
+
+
+def warm_up_like_the_example(seed):
+    """What examples/mnist.py computes before its first step, on random data of the same sizes:
+    a float64 forward/backward on a small net, then a forward pass over 10,000 images at once."""
+    import tinygrad_mnist as tg
+
+    rng = np.random.default_rng(seed)
+    small = nn.mlp([784, 16, 10], rng=rng)
+    for parameter in small.parameters():
+        parameter.data = parameter.data.astype(np.float64)
+    x = Tensor(rng.standard_normal((8, 784)), dtype="float64")
+    F.cross_entropy(small(x), np.arange(8) % 10).backward()
+    model = nn.mlp([784, 512, 10], rng=rng)
+    images = rng.integers(0, 256, size=(10000, 784), dtype=np.uint8)
+    with tg.no_grad():
+        F.cross_entropy(model(Tensor(normalize(images))), images[:, 0] % 10).item()
+
+
+def minor_faults():
+    """Minor page faults of this process so far: first touches of memory the kernel had to map."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 # ----- the contenders --------------------------------------------------------------------------------
@@ -268,13 +326,17 @@ def time_configuration(batch_size, hidden, args):
     steps = max(1, round(args.block_seconds / per_step))
 
     times = [[] for _ in contenders]
+    faults, steps_run = [0] * len(contenders), [0] * len(contenders)
     for repeat in range(args.repeats):
         # ours and manual take turns going first; torch, if present, runs between two pauses
         order = [0, 1] if repeat % 2 == 0 else [1, 0]
         for index in order + list(range(2, len(contenders))):
             if index >= 2:
                 settle_threads()
+            faults_before = minor_faults()
             seconds, cursors[index] = run_block(contenders[index], batches, steps, cursors[index])
+            faults[index] += minor_faults() - faults_before
+            steps_run[index] += steps
             times[index].append(seconds)
             if index >= 2:
                 settle_threads()
@@ -283,6 +345,7 @@ def time_configuration(batch_size, hidden, args):
         cls.name: statistics.median([ours / other for ours, other in zip(times[0], samples)])
         for cls, samples in zip(classes[1:], times[1:])
     }
+    medians.update({f"{cls.name} faults": count / steps_run[index] for index, (cls, count) in enumerate(zip(classes, faults))})
     return medians, ratios
 
 
@@ -482,6 +545,7 @@ def format_table(results, batch_sizes, hiddens, with_torch):
     columns.append("ours/manual")
     if with_torch:
         columns.append("ours/torch")
+    columns += ["ours faults/step", "manual faults/step"]
     rows = ["| " + " | ".join(columns) + " |", "|" + "|".join(" ---: " for _ in columns) + "|"]
     for hidden in hiddens:
         for batch_size in batch_sizes:
@@ -494,6 +558,7 @@ def format_table(results, batch_sizes, hiddens, with_torch):
             cells.append(f"{ratios['manual']:.3f}")
             if with_torch:
                 cells.append(f"{ratios['torch']:.3f}")
+            cells += [f"{medians['ours faults']:.1f}", f"{medians['manual faults']:.1f}"]
             rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -512,6 +577,8 @@ def parse_args(argv=None):
     add("--memory", action="store_true", help="also measure the peak memory of `python examples/mnist.py --quiet` (~half a minute)")
     add("--breakdown", action="store_true", help="also time the phases of a step (forward, backward, optimizer, matmuls alone)")
     add("--profile", action="store_true", help="also print a cProfile of ours' step at the first batch size and width")
+    add("--warm", action="store_true", help="before timing, run what the example runs before training (moves malloc's thresholds)")
+    add("--pin-malloc", action="store_true", help="fix glibc's malloc thresholds first (mmap 32 MiB, trim 64 MiB), as a program may")
     add("--quick", action="store_true", help="a tiny smoke run: batch 16, hidden 32, 1 repeat")
     args = parser.parse_args(argv)
     if args.quick:
@@ -527,6 +594,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     with_torch = torch is not None and not args.no_torch
+    pinned = pin_malloc_thresholds() if args.pin_malloc else False
+    if args.warm:
+        warm_up_like_the_example(args.seed)
     if with_torch:
         torch.set_num_threads(blas_threads())  # the same number of threads numpy's BLAS has
     print("## Machine\n")
@@ -534,6 +604,9 @@ def main(argv=None):
     if not with_torch:
         print("\nPyTorch skipped: " + ("--no-torch given" if args.no_torch else "not installed (pip install torch to compare)"))
 
+    state = "warm (the example's evaluation ran first)" if args.warm else "fresh"
+    malloc = "pinned (mmap 32 MiB, trim 64 MiB)" if pinned else ("--pin-malloc failed: no glibc" if args.pin_malloc else "glibc's moving defaults")
+    print(f"\nProcess: {state}; malloc thresholds: {malloc}.")
     print(f"\n## Training step: 784-H-10 MLP, float32, SGD momentum {MOMENTUM} (median of {args.repeats} blocks)\n")
     load_before = os.getloadavg()[0]
     results = {}
@@ -543,7 +616,7 @@ def main(argv=None):
             print(f"  timed batch {batch_size}, hidden {hidden}", file=sys.stderr, flush=True)
     print(format_table(results, args.batch_sizes, args.hidden, with_torch))
     print("\ns/epoch = µs/step x ceil(60000 / batch). A ratio is the median, over the repeats, of ours' time over "
-          "the other's in the same repeat; below 1 means ours is faster.")
+          "the other's in the same repeat; below 1 means ours is faster. faults/step: minor page faults per timed step.")
     print(f"Load average (1 minute) before / after timing: {load_before:.2f} / {os.getloadavg()[0]:.2f} on "
           f"{os.cpu_count()} cores (this benchmark alone adds 1 to 2; more means other processes were running).")
 
