@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import tinygrad_mnist as tg
-from tinygrad_mnist import Tensor, run
+from tinygrad_mnist import Tensor, nn, run
 from tinygrad_mnist.checkpoint import CheckpointError
 from tinygrad_mnist.data import normalize
 from tinygrad_mnist.digits import DigitImageError, MissingPillowError, load_digit
@@ -42,7 +42,7 @@ class ArgumentParser(argparse.ArgumentParser):
 def parse_args(argv=None):
     parser = ArgumentParser(description="Classify photos or drawings of handwritten digits with a trained model.")
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="PNG or JPEG files, one digit each")
-    parser.add_argument("--model", type=Path, required=True, metavar="PATH", help="a checkpoint saved by examples/mnist.py --save")
+    parser.add_argument("--model", type=Path, required=True, metavar="PATH", help="a checkpoint saved by examples/mnist.py or mnist_cnn.py --save")
     parser.add_argument("--show", type=Path, metavar="PATH", help="save the 28x28 images the model saw here (.png)")
     args = parser.parse_args(argv)
     if args.show is not None and args.show.suffix.lower() != ".png":
@@ -52,8 +52,10 @@ def parse_args(argv=None):
 
 def classify(model, digits):
     """Probabilities (N, classes) for uint8 digits (N, 28, 28), scaled as in training."""
+    # a CNN (examples/mnist_cnn.py) takes (N, 1, 28, 28) images; an MLP takes rows of 784 pixels
+    shape = (-1, 1, 28, 28) if isinstance(model[0], nn.Conv2d) else (-1, 784)
     with tg.no_grad():
-        logits = model(Tensor(normalize(digits, flatten=True))).data  # (N, 784) -> (N, classes)
+        logits = model(Tensor(normalize(digits).reshape(shape))).data  # -> (N, classes)
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))  # softmax, max subtracted first
     return shifted / shifted.sum(axis=1, keepdims=True)
 

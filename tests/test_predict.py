@@ -7,6 +7,7 @@ as JPEG) and checks that a model trained on MNIST still reads at least 95% of th
 """
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -236,3 +237,16 @@ def test_predict_with_a_bad_model_file_exits_1_with_one_line(tmp_path):
     assert result.stderr.startswith("error: --model") and len(result.stderr.splitlines()) == 1
     result = run_predict(tmp_path / "digit.png", "--model", tmp_path / "run.npz", "--show", tmp_path / "seen.jpg")
     assert result.returncode == 2 and "--show writes a .png file" in result.stderr
+
+
+def test_predict_feeds_a_cnn_checkpoint_its_images_as_one_channel(tmp_path):
+    from tinygrad_mnist import nn
+
+    spec = {"kind": "lenet", "dropout": 0.0, "padding": 0}
+    checkpoint = run.save_model(tmp_path / "cnn.npz", nn.lenet(rng=np.random.default_rng(0)), spec)
+    digit = np.zeros((28, 28), dtype=np.uint8)
+    digit[6:22, 12:16] = 255  # a "1"
+    save(255 - np.kron(digit, np.ones((10, 10), dtype=np.uint8)), tmp_path / "one.png")
+    result = run_predict(tmp_path / "one.png", "--model", checkpoint)
+    assert result.returncode == 0, result.stderr
+    assert len(re.findall(r"\d: +\d+\.\d%", result.stdout)) == 3
