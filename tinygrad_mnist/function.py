@@ -19,8 +19,7 @@ from . import modes
 class Context:
     """What one call of an op remembers for its backward pass.
 
-      saved             the arrays given to `save_for_backward`, a tuple (None once backward()
-                        has used and released them)
+      saved             the arrays given to `save_for_backward`, a tuple (None once backward() released them)
       options           every keyword argument of forward as this call used it, defaults included
       needs_input_grad  one bool per input: `backward` may return None where it is False
       function, inputs  the Function subclass and the input Tensors (the engine's; read only)

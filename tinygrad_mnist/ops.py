@@ -66,8 +66,7 @@ class Mul(Function):
     @staticmethod
     def backward(ctx, grad_out):
         a, b = ctx.saved
-        # chain rule: upstream gradient times the local derivative, summed back to each input's
-        # shape when forward broadcast it
+        # chain rule: upstream gradient times the local derivative, summed back over broadcast axes
         return unbroadcast(grad_out * b, a.shape), unbroadcast(grad_out * a, b.shape)
 
 
@@ -119,9 +118,8 @@ class Pow(Function):
 class RPow(Function):
     """out = base ** x for a number base (`base ** tensor`).   d out/d x = base^x ln(base).
 
-    As in PyTorch: 0 ** x is 1 at x = 0 and its gradient 0 for x >= 0. A negative base has a real
-    power only at whole x, and no real derivative at all (PyTorch returns NaN): refused instead.
-    """
+    0 ** x as in PyTorch (1 at x = 0, gradient 0 for x >= 0). A negative base has a real power only
+    at whole x and no real derivative (PyTorch returns NaN): refused instead."""
 
     @staticmethod
     def forward(ctx, x, base):
@@ -145,8 +143,7 @@ class RPow(Function):
 class MatMul(Function):
     """out = a @ b.   d loss/d a = grad_out @ b^T,   d loss/d b = a^T @ grad_out.
 
-    Works for matrices, vectors (treated as a row on the left, a column on the right) and
-    stacks of matrices (leading axes broadcast like numpy's matmul).
+    As numpy's matmul: a vector is a row on the left, a column on the right; leading axes broadcast.
     """
 
     @staticmethod

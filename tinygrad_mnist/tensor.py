@@ -70,10 +70,8 @@ class Tensor:
     # ----- backpropagation ---------------------------------------------------------------------
     def backward(self, grad=None, retain_graph=False):
         """Compute d self / d t for every tensor t in the graph that requires grad; add it to t.grad.
-
         `grad` is d loss / d self (1 when left out for a scalar). As in PyTorch, each op's saved arrays
-        are released after its backward, so a second backward() needs retain_graph=True in the first.
-        """
+        are released after its backward, so a second backward() needs retain_graph=True in the first."""
         grads = {self: _seed_grad(self, grad)}  # tensor -> d self / d tensor, summed over its uses
         kept = set()  # ids of the arrays kept as some .grad in this pass (see _keep_grad)
         for tensor in reversed(self._graph_order()):
@@ -126,8 +124,8 @@ class Tensor:
     def __rtruediv__(self, other): return ops.Div.apply(other, self)
     def __matmul__(self, other): return ops.MatMul.apply(self, other)
     def __rmatmul__(self, other): return ops.MatMul.apply(other, self)
-    def __pow__(self, exponent): return ops.Pow.apply(self, exponent=_scalar_exponent(exponent, "x ** p", "p"))
-    def __rpow__(self, base): return ops.RPow.apply(self, base=_scalar_exponent(base, "p ** x", "p"))
+    def __pow__(self, exponent): return ops.Pow.apply(self, exponent=_scalar_exponent(exponent, "x ** p"))
+    def __rpow__(self, base): return ops.RPow.apply(self, base=_scalar_exponent(base, "p ** x"))
     def __neg__(self): return ops.Neg.apply(self)
 
     # ----- reductions --------------------------------------------------------------------------
@@ -197,10 +195,7 @@ class Tensor:
             raise ValueError(f"transpose{axes} must list each axis of a {self.ndim}-d tensor once")
         return ops.Transpose.apply(self, axes=normalized or None)
 
-    @property
-    def T(self):
-        """The transpose, axes reversed: (out, in) -> (in, out)."""
-        return self.transpose()
+    T = property(lambda self: self.transpose(), doc="The transpose, axes reversed: (out, in) -> (in, out).")
 
     def __getitem__(self, index):
         return ops.Index.apply(self, index=_plain_index(index))
@@ -216,8 +211,6 @@ def _to_float_array(data, dtype=None):
         dtype = np.dtype(dtype)
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"Tensor dtype must be float32 or float64, not {dtype}")
-    if data is None:
-        raise TypeError("Tensor data must be numbers, not None")
     if isinstance(data, (str, bytes)):
         raise TypeError(f"Tensor data must be numbers, not a string ({data!r})")
     try:
@@ -226,7 +219,7 @@ def _to_float_array(data, dtype=None):
         raise ValueError(f"Tensor data must be rectangular (every row the same length): {error}") from None
     if array.dtype.kind not in "biuf":
         kinds = {"c": "complex numbers", "U": "strings", "S": "bytes", "O": "Python objects"}
-        what = kinds.get(array.dtype.kind, f"dtype {array.dtype}")
+        what = "None" if data is None else kinds.get(array.dtype.kind, f"dtype {array.dtype}")
         raise TypeError(f"Tensor data must be real numbers (bool, int or float), not {what}")
     if dtype is None:
         keeps_dtype = isinstance(data, (np.ndarray, np.generic)) and array.dtype in FLOAT_DTYPES
@@ -328,10 +321,10 @@ def _check_axis(axis, ndim):
     return int(axis) if ndim else None  # a 0-d tensor's only "axis" is all of it
 
 
-def _scalar_exponent(number, expression, name):
+def _scalar_exponent(number, expression):
     """`number` as an int or float, or a TypeError: the other side of ** must be a plain number."""
     if isinstance(number, Tensor) or np.ndim(number) != 0 or isinstance(number, (bool, complex)):
-        raise TypeError(f"{expression} takes a number {name} (int or float), not {type(number).__name__}")
+        raise TypeError(f"{expression} takes a number p (int or float), not {type(number).__name__}")
     return float(number) if not isinstance(number, int) else number
 
 
