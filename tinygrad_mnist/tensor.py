@@ -63,7 +63,7 @@ class Tensor:
         body = np.array2string(self.data, precision=4, separator=", ", threshold=20, prefix="Tensor(")
         extras = [f"dtype={self.dtype}"] if self.dtype != np.float32 else []
         if self._ctx is not None or self.requires_grad:
-            extras.append(f"op={self._ctx.function.__name__}" if self._ctx else "requires_grad=True")
+            extras.append(f"op={self._ctx.function.__name__}" if self._ctx is not None else "requires_grad=True")
         extras += [f"name={self.name!r}"] if self.name else []
         return f"Tensor({body}{''.join(', ' + extra for extra in extras)})"
 
