@@ -69,6 +69,7 @@ def test_the_package_has_no_import_cycles():
     [
         ("function", {"tensor", "ops", "viz", "nn", "optim", "functional"}),
         ("ops", {"tensor", "viz", "nn", "optim", "functional"}),
+        ("fused", {"tensor", "viz", "nn", "optim", "functional"}),
         ("tensor", {"viz", "nn", "optim", "functional"}),
     ],
 )

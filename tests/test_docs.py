@@ -11,7 +11,7 @@ To show code that must not run (it needs a shell, the network, or the MNIST file
 block with ```python no-run instead. GitHub still highlights it as Python. Use it sparingly:
 a block that does not run is a block that can silently go stale.
 
-Code pointers. Docs point at code as `tinygrad_mnist/ops.py: CrossEntropy.backward`: a file,
+Code pointers. Docs point at code as `tinygrad_mnist/fused.py: CrossEntropy.backward`: a file,
 then a dotted name defined in it. Every such pointer (and every bare `path/to/file.py`) must
 exist, so a rename cannot leave the docs pointing at nothing.
 
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = sorted(ROOT.glob("docs/*.md")) + ([ROOT / "README.md"] if (ROOT / "README.md").exists() else [])
 SKIP_MARKER = "no-run"
 SUBMODULES = [
-    "tensor", "function", "ops", "functional", "nn", "optim",
+    "tensor", "function", "ops", "fused", "functional", "nn", "optim",
     "gradcheck", "modes", "reference", "checkpoint", "data", "datasets", "viz",
     "plots", "digits", "interop", "run", "conv",
 ]
@@ -295,7 +295,7 @@ def test_api_md_lists_every_public_name_with_the_code_s_parameters(module_name):
     assert section is not None, f"docs/api.md has no section ## `tinygrad_mnist.{module_name}`"
     problems = []
     for name, obj in public_names(module):
-        is_op = module_name in ("ops", "conv") and inspect.isclass(obj) and issubclass(obj, Function)
+        is_op = module_name in ("ops", "conv", "fused") and inspect.isclass(obj) and issubclass(obj, Function)
         entry_name = f"{name}.apply" if is_op else name
         if entry_name not in section:
             problems.append(f"no row for `{entry_name}`")
@@ -343,10 +343,10 @@ def test_every_public_name_has_a_docstring(module_name):
 
 
 def test_every_op_docstring_states_its_gradient_rule():
-    from tinygrad_mnist import conv, ops
+    from tinygrad_mnist import conv, fused, ops
 
     silent = [
-        name for module in (ops, conv) for name, obj in public_names(module)
+        name for module in (ops, conv, fused) for name, obj in public_names(module)
         if inspect.isclass(obj) and issubclass(obj, Function)
         and not re.search(r"d (out|loss)\s*/\s*d|gradient", inspect.getdoc(obj) or "")
     ]

@@ -339,3 +339,21 @@ def test_backward_twice_without_retain_graph_says_what_to_do():
     loss.backward()
     with pytest.raises(RuntimeError, match=r"second time: .*backward\(retain_graph=True\)"):
         loss.backward()
+
+
+class _TransposesItsGradient(Function):
+    """An op whose backward hands back its gradient transposed."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return grad_out.T
+
+
+def test_a_gradient_of_an_unrelated_shape_is_a_clear_error_not_numpy_s_broadcast_error():
+    x = Tensor(np.ones((2, 3)), requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"shape \(3, 2\) for input 0 of shape \(2, 3\): a gradient has the shape of its input$"):
+        _TransposesItsGradient.apply(x).sum().backward()

@@ -4,7 +4,7 @@
     from tinygrad_mnist import functional as F
 """
 
-from . import conv, functional, nn, ops, optim
+from . import conv, functional, fused, nn, ops, optim
 from .function import Context, Function, unbroadcast, unreduce
 from .gradcheck import GradcheckError, gradcheck
 from .nn import manual_seed
@@ -23,6 +23,7 @@ __all__ = [
     "detect_anomaly",
     "enable_grad",
     "functional",
+    "fused",
     "gradcheck",
     "is_grad_enabled",
     "manual_seed",

@@ -1,10 +1,9 @@
 """The Function base class: the one way an op is defined, built-in or your own (docs/extending.md).
 
-An op subclasses Function with two static methods on plain numpy arrays, `forward(ctx, ...)` and
-`backward(ctx, grad_out)`; `MyOp.apply(tensor, option=value)` runs it on Tensors and links the
-result to its inputs, so that `Tensor.backward()` can later call each op's `backward`.
-The rule for what `backward` may read: arrays from `ctx.saved` (put there by
-`ctx.save_for_backward`), and forward's keyword arguments from `ctx.options`, defaults included.
+An op subclasses Function with static methods `forward(ctx, ...)` and `backward(ctx, grad_out)` on
+plain numpy arrays; `MyOp.apply(tensor, option=value)` runs it on Tensors and links the result to
+its inputs for `Tensor.backward()`. The rule for what `backward` may read: arrays from `ctx.saved`
+(put there by `ctx.save_for_backward`), forward's keyword arguments from `ctx.options`, defaults included.
 """
 
 from __future__ import annotations
@@ -20,8 +19,7 @@ from . import modes
 class Context:
     """What one call of an op remembers for its backward pass.
 
-      saved             the arrays given to `save_for_backward`, a tuple (None once backward()
-                        has used and released them)
+      saved             the arrays given to `save_for_backward`, a tuple (None once backward() released them)
       options           every keyword argument of forward as this call used it, defaults included
       needs_input_grad  one bool per input: `backward` may return None where it is False
       function, inputs  the Function subclass and the input Tensors (the engine's; read only)
@@ -45,9 +43,8 @@ class Context:
 class Function:
     """Base class of every op: subclasses define `forward` and `backward` as static methods.
 
-    Call an op with `MyOp.apply(*inputs, **options)`. At least one input is a Tensor; numbers and
-    arrays among the inputs become constants with the dtype of the first Tensor input. Keyword
-    options (an axis, a slope) reach forward unchanged and are not differentiated.
+    Call an op with `MyOp.apply(*inputs, **options)`: numbers and arrays among the inputs become
+    constants of the first Tensor's dtype; options (an axis, a slope) reach forward unchanged.
     """
 
     @staticmethod
@@ -71,8 +68,7 @@ class Function:
         if modes.anomaly_enabled:
             modes.check_finite(out, cls, "forward", tensors)
 
-        # reductions return numpy scalars, a custom op may return ints or float16: the output
-        # becomes an array with the first input's dtype unless it already is float32/float64
+        # reductions return numpy scalars, a custom op may return ints or float16
         out = np.asarray(out)
         if out.dtype not in FLOAT_DTYPES:
             out = out.astype(tensors[0].data.dtype)
@@ -94,9 +90,7 @@ def _keyword_defaults(function, input_count):
 
 
 def _is_tensor(item):
-    # tensor.py imports the ops, which import this module, so this module cannot import the
-    # Tensor class; a Tensor is what carries a graph link `_ctx`
-    return hasattr(item, "_ctx")
+    return hasattr(item, "_ctx")  # not isinstance: Tensor's module imports this one (no cycles)
 
 
 def _as_tensors(function, inputs):
@@ -109,16 +103,12 @@ def _as_tensors(function, inputs):
     like = next((item for item in inputs if _is_tensor(item)), None)
     if like is None:
         raise TypeError(f"{function.__name__}.apply needs at least one Tensor input")
-    tensor_type = type(like)
-    return tuple(item if _is_tensor(item) else tensor_type(item, dtype=like.data.dtype) for item in inputs)
+    return tuple(item if _is_tensor(item) else type(like)(item, dtype=like.data.dtype) for item in inputs)
 
 
 def unbroadcast(grad, shape):
-    """Sum `grad` back down to `shape`, undoing numpy broadcasting.
-
-    If forward broadcast an input of shape (3,) against (4, 3), that input was used 4 times,
-    so its gradient is the sum of the 4 rows of the output gradient.
-    """
+    """Sum `grad` back down to `shape`, undoing numpy broadcasting: an input of shape (3,) broadcast
+    against (4, 3) was used 4 times, so its gradient is the sum of the 4 rows of `grad`."""
     if grad.shape == shape:
         return grad
     extra = grad.ndim - len(shape)
@@ -130,11 +120,8 @@ def unbroadcast(grad, shape):
 
 
 def unreduce(grad, input_shape, axis, keepdims):
-    """Put back the axes a reduction removed (as size 1), so `grad` broadcasts to `input_shape`.
-
-    If forward summed an input of shape (4, 3) over axis 1 to shape (4,), the gradient (4,)
-    becomes (4, 1): each row's gradient then broadcasts to the 3 elements that row summed.
-    """
+    """Put back the axes a reduction removed (as size 1), so `grad` broadcasts to `input_shape`: an
+    input (4, 3) summed over axis 1 has a gradient (4,), which becomes (4, 1), one value per row."""
     if keepdims or len(input_shape) == 0:  # no axis was removed (a 0-d tensor has none to lose)
         return grad
     if axis is None:

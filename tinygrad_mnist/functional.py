@@ -1,6 +1,6 @@
 """Functions on tensors that layers and losses are built from (`import tinygrad_mnist.functional as F`).
 
-Each checks what a user can get wrong (shapes, label values) and then calls one op from ops.py,
+Each checks what a user can get wrong (shapes, label values) and then calls one op (ops.py, fused.py),
 so a mistake is reported here, in terms of your tensors, not deep inside numpy.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ops
+from . import fused, ops
 from .tensor import Tensor
 
 
@@ -22,8 +22,8 @@ def linear(x, weight, bias=None):
     if bias is not None and bias.shape != weight.shape[:1]:
         raise ValueError(f"linear: bias of shape {bias.shape} does not fit weight of shape {weight.shape}; it must be {weight.shape[:1]}")
     if bias is None:
-        return ops.Linear.apply(x, weight)
-    return ops.Linear.apply(x, weight, bias)
+        return fused.Linear.apply(x, weight)
+    return fused.Linear.apply(x, weight, bias)
 
 
 def relu(x):
@@ -51,7 +51,7 @@ def cross_entropy(logits, targets):
 
     targets: class indices, shaped (N,), as an integer ndarray, a list or a Tensor; or a Tensor or
     array of probabilities shaped (N, C), one distribution per row.
-    For class indices the loss is one fused op (ops.CrossEntropy): stable log-sum-exp forward,
+    For class indices the loss is one fused op (fused.CrossEntropy): stable log-sum-exp forward,
     gradient (softmax(logits) - onehot) / N; for probabilities it is -(targets * log_softmax(logits))
     summed and divided by N. Pass raw logits, not probabilities: the softmax is inside.
     """
@@ -88,7 +88,7 @@ def cross_entropy(logits, targets):
             f"got values from {target_array.min()} to {target_array.max()}"
         )
     # class indices travel as a constant input, so the graph shows where the labels came in
-    return ops.CrossEntropy.apply(logits, Tensor(target_array.astype(logits.dtype)))
+    return fused.CrossEntropy.apply(logits, Tensor(target_array.astype(logits.dtype)))
 
 
 def mse_loss(prediction, target):

@@ -1,13 +1,8 @@
 """The primitive ops. Each is a Function: forward and backward on plain numpy arrays, side by side.
 
 Every backward applies the chain rule: the upstream gradient `grad_out` (d loss / d output) times
-the op's local derivative (d output / d input), giving d loss / d input for each input.
-Nothing here is special: an op you write yourself looks exactly like these (docs/extending.md).
-
-Contents: arithmetic (Add Sub Mul Div Neg Pow RPow MatMul), reductions (Sum Mean Max),
-elementwise (Exp Log ReLU LeakyReLU Tanh Sigmoid), shapes (Reshape Transpose Index),
-and the fused ops a classifier needs (Softmax LogSoftmax Linear CrossEntropy).
-Each backward reads its arrays from `ctx.saved` and forward's keywords from `ctx.options`.
+the op's local derivative (d output / d input). Nothing here is special: an op you write yourself
+looks exactly like these (docs/extending.md). The fused classifier ops are in fused.py.
 """
 
 from __future__ import annotations
@@ -19,14 +14,13 @@ from .function import Function, unbroadcast, unreduce
 
 def _check_broadcast(name, a_shape, b_shape):
     """A clear error for elementwise ops on shapes numpy cannot broadcast together."""
-    if a_shape != b_shape:
-        try:
-            np.broadcast_shapes(a_shape, b_shape)
-        except ValueError:
-            raise ValueError(
-                f"{name}: shapes {a_shape} and {b_shape} do not broadcast (each axis, counted from "
-                f"the right, must be equal or 1); reshape one of them"
-            ) from None
+    if a_shape == b_shape:
+        return  # the common case, without the cost of np.broadcast_shapes
+    try:
+        np.broadcast_shapes(a_shape, b_shape)
+    except ValueError:
+        raise ValueError(f"{name}: shapes {a_shape} and {b_shape} do not broadcast (each axis, counted from the "
+                         "right, must be equal or 1); reshape one of them") from None
 
 
 # ----- arithmetic --------------------------------------------------------------------------------
@@ -72,8 +66,7 @@ class Mul(Function):
     @staticmethod
     def backward(ctx, grad_out):
         a, b = ctx.saved
-        # chain rule: upstream gradient times the local derivative, summed back to each input's
-        # shape when forward broadcast it
+        # chain rule: upstream gradient times the local derivative, summed back over broadcast axes
         return unbroadcast(grad_out * b, a.shape), unbroadcast(grad_out * a, b.shape)
 
 
@@ -125,17 +118,14 @@ class Pow(Function):
 class RPow(Function):
     """out = base ** x for a number base (`base ** tensor`).   d out/d x = base^x ln(base).
 
-    As in PyTorch: 0 ** x is 1 at x = 0 and its gradient 0 for x >= 0. A negative base has a real
-    power only at whole x, and no real derivative at all (PyTorch returns NaN): refused instead.
-    """
+    0 ** x as in PyTorch (1 at x = 0, gradient 0 for x >= 0). A negative base has a real power only
+    at whole x and no real derivative (PyTorch returns NaN): refused instead."""
 
     @staticmethod
     def forward(ctx, x, base):
         if base < 0 and (ctx.needs_input_grad[0] or not np.array_equal(x, np.round(x))):
-            raise ValueError(
-                f"({base}) ** x is not a real number for fractional x and has no real gradient; "
-                f"use a positive base, or whole-number x that does not require grad"
-            )
+            raise ValueError(f"({base}) ** x is not a real number for fractional x and has no real gradient; "
+                             "use a positive base, or whole-number x that does not require grad")
         with np.errstate(divide="ignore"):  # 0 ** -1 is inf, as in PyTorch: an answer, not an accident
             out = np.power(x.dtype.type(base), x)
         ctx.save_for_backward(out)
@@ -153,17 +143,18 @@ class RPow(Function):
 class MatMul(Function):
     """out = a @ b.   d loss/d a = grad_out @ b^T,   d loss/d b = a^T @ grad_out.
 
-    Works for matrices, vectors (treated as a row on the left, a column on the right) and
-    stacks of matrices (leading axes broadcast like numpy's matmul).
+    As numpy's matmul: a vector is a row on the left, a column on the right; leading axes broadcast.
     """
 
     @staticmethod
     def forward(ctx, a, b):
         if a.ndim == 0 or b.ndim == 0:
-            raise ValueError(f"matmul needs tensors with at least one axis, got shapes {a.shape} and {b.shape}; use * for scalars")
+            raise ValueError(f"matmul needs tensors with at least one axis, got shapes {a.shape} and {b.shape}; "
+                             "use * for scalars")
         inner = b.shape[-2 if b.ndim > 1 else 0]  # the axis of b that meets a's last axis
         if a.shape[-1] != inner:
-            raise ValueError(f"matmul of shapes {a.shape} and {b.shape}: the first's last axis ({a.shape[-1]}) must equal {inner}")
+            raise ValueError(f"matmul of shapes {a.shape} and {b.shape}: the first's last axis ({a.shape[-1]}) "
+                             f"must equal {inner}")
         _check_broadcast("matmul (leading axes)", a.shape[:-2], b.shape[:-2])
         ctx.save_for_backward(a, b)
         return a @ b
@@ -215,10 +206,7 @@ class Mean(Function):
 
 
 class Max(Function):
-    """out = max of x over `axis`.   d out/d x_i = 1/k if x_i is one of the k maxima, else 0.
-
-    Splitting the gradient evenly among ties matches PyTorch's amax.
-    """
+    """out = max of x over `axis`.   d out/d x_i = 1/k if x_i is one of k tied maxima (as PyTorch's amax), else 0."""
 
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False):
@@ -348,7 +336,8 @@ class Reshape(Function):
         try:
             out = x.reshape(shape)
         except ValueError:
-            raise ValueError(f"cannot reshape a tensor of shape {x.shape} ({x.size} elements) to {tuple(shape)}") from None
+            message = f"cannot reshape a tensor of shape {x.shape} ({x.size} elements) to {tuple(shape)}"
+            raise ValueError(message) from None
         ctx.save_for_backward(x.shape)
         return out
 
@@ -390,106 +379,3 @@ class Index(Function):
         grad = np.zeros(shape, dtype=dtype)
         np.add.at(grad, ctx.options["index"], grad_out)
         return grad
-
-
-# ----- classifier ops ----------------------------------------------------------------------------
-def shifted_exp(x, axis):
-    """x - max, e^(x - max) and its sum along `axis` (kept for broadcasting): log-sum-exp's parts.
-
-    log sum e^x = max + log sum e^(x - max). Subtracting the max first keeps every e^(x - max) in
-    (0, 1], so logits of 1000 do not overflow, and makes the sum >= 1, so its log is finite.
-    Then log softmax(x) = (x - max) - log(sum) and softmax(x) = e^(x - max) / sum.
-    """
-    shifted = x - x.max(axis=axis, keepdims=True)
-    exp_shifted = np.exp(shifted)
-    return shifted, exp_shifted, exp_shifted.sum(axis=axis, keepdims=True)
-
-
-class Softmax(Function):
-    """out_i = e^x_i / sum_j e^x_j.   d loss/d x = out * (grad_out - sum(grad_out * out))."""
-
-    @staticmethod
-    def forward(ctx, x, axis=-1):
-        shifted, _, sum_exp = shifted_exp(x, axis)
-        out = np.exp(shifted - np.log(sum_exp))
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        (out,) = ctx.saved
-        return out * (grad_out - (grad_out * out).sum(axis=ctx.options["axis"], keepdims=True))
-
-
-class LogSoftmax(Function):
-    """out_i = x_i - log sum_j e^x_j.   d loss/d x = grad_out - softmax(x) * sum(grad_out)."""
-
-    @staticmethod
-    def forward(ctx, x, axis=-1):
-        shifted, _, sum_exp = shifted_exp(x, axis)
-        out = shifted - np.log(sum_exp)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        (out,) = ctx.saved
-        return grad_out - np.exp(out) * grad_out.sum(axis=ctx.options["axis"], keepdims=True)
-
-
-class Linear(Function):
-    """out = x @ weight^T + bias, with weight shaped (out_features, in_features) as in PyTorch.
-
-    d loss/d x = grad_out @ weight,  d loss/d weight = grad_out^T @ x,  d loss/d bias = sum of
-    grad_out over the batch. One fused op instead of MatMul, Transpose and Add: three times fewer
-    graph nodes, no transposed copies, and no gradient for x when x is the input data.
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, bias=None):
-        # the shapes are checked where a user passes them: F.linear and nn.Linear
-        ctx.save_for_backward(x, weight)
-        out = x @ weight.T  # (batch, in) @ (in, out) -> (batch, out)
-        if bias is not None:
-            out += bias  # in place: `out` is a fresh array, so this saves an allocation
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        x, weight = ctx.saved
-        # flatten any leading axes into one batch axis: (..., features) -> (batch, features)
-        grad_2d = grad_out.reshape(-1, grad_out.shape[-1])
-        needs = ctx.needs_input_grad
-        grad_x = (grad_out @ weight) if needs[0] else None  # (batch, out) @ (out, in) -> (batch, in)
-        grad_weight = (grad_2d.T @ x.reshape(-1, x.shape[-1])) if needs[1] else None  # (out, in)
-        if len(needs) == 2:
-            return grad_x, grad_weight
-        grad_bias = grad_2d.sum(axis=0) if needs[2] else None  # (out,)
-        return grad_x, grad_weight, grad_bias
-
-
-class CrossEntropy(Function):
-    """loss = mean over the batch of -log softmax(logits)[target], for class indices `targets` (N,).
-
-    forward:  log-sum-exp with the row maximum subtracted, so logits of +-1000 stay finite.
-    backward: d loss/d logits = (softmax(logits) - onehot(target)) / N. No log, no epsilon.
-    """
-
-    @staticmethod
-    def forward(ctx, logits, targets):
-        count = logits.shape[0]
-        shifted, probs, sum_exp = shifted_exp(logits, axis=1)  # (N, C), (N, C), (N, 1)
-        probs /= sum_exp  # softmax, in place: e^(x - max) is a fresh array
-        rows, labels = np.arange(count), targets.astype(np.intp)
-        # log softmax at the label only, shifted - log(sum), without the other N x (C - 1) entries
-        loss = (np.log(sum_exp[:, 0]) - shifted[rows, labels]).sum() / count  # -log p, +0 at p = 1
-        ctx.save_for_backward(probs, rows, labels)
-        return np.asarray(loss, dtype=logits.dtype)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        probs, rows, labels = ctx.saved
-        grad_logits = probs.copy()
-        grad_logits[rows, labels] -= 1  # softmax - onehot
-        grad_logits *= grad_out / len(rows)  # the loss is a mean over the N rows
-        return grad_logits, None

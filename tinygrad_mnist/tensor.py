@@ -1,34 +1,26 @@
 """Tensor: an ndarray that remembers how it was computed, and `backward()` that walks it back.
 
-Every op on a Tensor is a `Function` (see ops.py). When any input requires a gradient, the output
-keeps a link to the op's context (`_ctx`), which holds the inputs. Those links form a graph from
-the loss back to the parameters; `backward()` visits it in reverse topological order and applies
-the chain rule at every op.
+Every op on a Tensor is a `Function` (ops.py, fused.py). When an input requires a gradient, the
+output keeps a link `_ctx` to the op's context, which holds the inputs: a graph from the loss back
+to the parameters, which `backward()` visits in reverse topological order, applying the chain rule.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import modes, ops
+from . import fused, modes, ops
 from .function import FLOAT_DTYPES
 
 
 class Tensor:
     """An n-dimensional array of float32 (the default) or float64 that can compute gradients.
 
-    Tensor(data, requires_grad=False, dtype=None, name=None)
-      data           an ndarray, a nested list, a number, or a Tensor. float32 and float64 arrays
-                     keep their dtype and are used without a copy; anything else numeric becomes
-                     float32. Strings, objects and complex numbers are refused with a TypeError.
-      requires_grad  True for tensors you want d loss / d tensor of (parameters).
-      dtype          "float32" or "float64" to force a dtype.
-      name           a label, shown in graph pictures (`draw_graph(loss, names=model)` names
-                     the parameters of a model too).
-
-    After `loss.backward()`, `.grad` holds d loss / d tensor, an ndarray of the same shape and
-    dtype, for every tensor that took part and requires grad. Like PyTorch, gradients add up over
-    several `backward()` calls until you reset them (`optimizer.zero_grad()`).
+    data: an ndarray, a nested list, a number or a Tensor. float32 and float64 arrays keep their
+    dtype and are not copied; other real numbers become float32 (or `dtype`, "float32"/"float64").
+    requires_grad: True for the tensors you want d loss / d tensor of (parameters).
+    name: a label for graph pictures. After `loss.backward()`, `.grad` holds d loss / d tensor,
+    shaped and typed like the data; it adds up over backward() calls until `zero_grad()`, as in PyTorch.
     """
 
     __slots__ = ("data", "grad", "requires_grad", "name", "_ctx", "__weakref__")
@@ -42,30 +34,11 @@ class Tensor:
         self._ctx = None  # the Context of the op that made this tensor; None for a leaf
 
     # ----- what a tensor is --------------------------------------------------------------------
-    @property
-    def shape(self):
-        """The size of each axis, a tuple: (64, 784) for a batch of flattened images."""
-        return self.data.shape
-
-    @property
-    def ndim(self):
-        """The number of axes: 0 for a scalar, 2 for a (batch, features) matrix."""
-        return self.data.ndim
-
-    @property
-    def dtype(self):
-        """The numpy dtype of the data: float32 (the default) or float64."""
-        return self.data.dtype
-
-    @property
-    def size(self):
-        """The number of elements, the product of the shape."""
-        return self.data.size
-
-    @property
-    def is_leaf(self):
-        """True for tensors made by the user (parameters, inputs), False for op results."""
-        return self._ctx is None
+    shape = property(lambda self: self.data.shape, doc="The size of each axis, a tuple: (64, 784) for 64 flat images.")
+    ndim = property(lambda self: self.data.ndim, doc="The number of axes: 0 for a scalar, 2 for (batch, features).")
+    dtype = property(lambda self: self.data.dtype, doc="The numpy dtype of the data: float32 (default) or float64.")
+    size = property(lambda self: self.data.size, doc="The number of elements, the product of the shape.")
+    is_leaf = property(lambda self: self._ctx is None, doc="True for tensors the user made (parameters, inputs).")
 
     def numpy(self):
         """The data as an ndarray (shared, not copied)."""
@@ -88,25 +61,17 @@ class Tensor:
 
     def __repr__(self):
         body = np.array2string(self.data, precision=4, separator=", ", threshold=20, prefix="Tensor(")
-        extras = []
-        if self.data.dtype != np.float32:
-            extras.append(f"dtype={self.data.dtype}")
-        if self._ctx is not None:
-            extras.append(f"op={self._ctx.function.__name__}")
-        elif self.requires_grad:
-            extras.append("requires_grad=True")
-        if self.name:
-            extras.append(f"name={self.name!r}")
+        extras = [f"dtype={self.dtype}"] if self.dtype != np.float32 else []
+        if self._ctx is not None or self.requires_grad:
+            extras.append(f"op={self._ctx.function.__name__}" if self._ctx is not None else "requires_grad=True")
+        extras += [f"name={self.name!r}"] if self.name else []
         return f"Tensor({body}{''.join(', ' + extra for extra in extras)})"
 
     # ----- backpropagation ---------------------------------------------------------------------
     def backward(self, grad=None, retain_graph=False):
         """Compute d self / d t for every tensor t in the graph that requires grad; add it to t.grad.
-
-        `grad` is d loss / d self; leave it out when self is a scalar (it is then 1).
-        Each op's saved arrays are released once its backward has run, as in PyTorch, so a second
-        backward() through the same graph is an error unless the first passed retain_graph=True.
-        """
+        `grad` is d loss / d self (1 when left out for a scalar). As in PyTorch, each op's saved arrays
+        are released after its backward, so a second backward() needs retain_graph=True in the first."""
         grads = {self: _seed_grad(self, grad)}  # tensor -> d self / d tensor, summed over its uses
         kept = set()  # ids of the arrays kept as some .grad in this pass (see _keep_grad)
         for tensor in reversed(self._graph_order()):
@@ -129,26 +94,19 @@ class Tensor:
                 grads[parent] = grads[parent] + parent_grad if parent in grads else parent_grad
 
     def _graph_order(self):
-        """Every tensor that self depends on and that requires grad, inputs before outputs.
-
-        Depth-first search with an explicit stack instead of recursion, so a chain of 10,000 ops
-        does not hit Python's recursion limit. A tensor is appended after all of its inputs.
-        """
-        order, visited = [], set()
-        stack = [(self, False)]
+        """Every tensor that self depends on and that requires grad, each after all of its inputs.
+        Depth-first, with an explicit stack: a chain of 10,000 ops does not hit the recursion limit."""
+        order, visited, stack = [], set(), [(self, False)]
         while stack:
             tensor, inputs_done = stack.pop()
             if inputs_done:
                 order.append(tensor)
-                continue
-            if tensor in visited:
-                continue
-            visited.add(tensor)
-            stack.append((tensor, True))
-            if tensor._ctx is not None:
-                for parent in tensor._ctx.inputs:
-                    if parent.requires_grad and parent not in visited:
-                        stack.append((parent, False))
+            elif tensor not in visited:
+                visited.add(tensor)
+                stack.append((tensor, True))
+                if tensor._ctx is not None:
+                    stack.extend((parent, False) for parent in tensor._ctx.inputs
+                                 if parent.requires_grad and parent not in visited)
         return order
 
     def zero_grad(self):
@@ -166,8 +124,8 @@ class Tensor:
     def __rtruediv__(self, other): return ops.Div.apply(other, self)
     def __matmul__(self, other): return ops.MatMul.apply(self, other)
     def __rmatmul__(self, other): return ops.MatMul.apply(other, self)
-    def __pow__(self, exponent): return ops.Pow.apply(self, exponent=_scalar_exponent(exponent, "x ** p", "p"))
-    def __rpow__(self, base): return ops.RPow.apply(self, base=_scalar_exponent(base, "p ** x", "p"))
+    def __pow__(self, exponent): return ops.Pow.apply(self, exponent=_scalar_exponent(exponent, "x ** p"))
+    def __rpow__(self, base): return ops.RPow.apply(self, base=_scalar_exponent(base, "p ** x"))
     def __neg__(self): return ops.Neg.apply(self)
 
     # ----- reductions --------------------------------------------------------------------------
@@ -209,18 +167,12 @@ class Tensor:
         return ops.Sigmoid.apply(self)
 
     def softmax(self, axis=-1):
-        """e^x_i / sum_j e^x_j along `axis` (max subtracted first), same shape; rows sum to 1.
-
-        d loss/d x = out * (grad_out - sum(grad_out * out)) along `axis`.
-        """
-        return ops.Softmax.apply(self, axis=_check_axis(axis, self.ndim))
+        """e^x_i / sum_j e^x_j along `axis`, computed stably; same shape, rows sum to 1 (fused.Softmax)."""
+        return fused.Softmax.apply(self, axis=_check_axis(axis, self.ndim))
 
     def log_softmax(self, axis=-1):
-        """x_i - log sum_j e^x_j along `axis`, computed stably; same shape.
-
-        d loss/d x = grad_out - softmax(x) * sum(grad_out) along `axis`.
-        """
-        return ops.LogSoftmax.apply(self, axis=_check_axis(axis, self.ndim))
+        """x_i - log sum_j e^x_j along `axis`, computed stably; same shape (fused.LogSoftmax)."""
+        return fused.LogSoftmax.apply(self, axis=_check_axis(axis, self.ndim))
 
     # ----- shapes ------------------------------------------------------------------------------
     def reshape(self, *shape):
@@ -237,17 +189,13 @@ class Tensor:
         """Permute the axes (reverse them when none are given): (N, C) -> (C, N)."""
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
-        # negative axes count from the end, as in numpy; Transpose.backward inverts the
-        # permutation with argsort, which needs them as 0..ndim-1
+        # negative axes as 0..ndim-1: Transpose.backward inverts the permutation with argsort
         normalized = tuple(_check_axis(axis, self.ndim) % self.ndim for axis in axes) if self.ndim else ()
         if axes and sorted(normalized) != list(range(self.ndim)):
             raise ValueError(f"transpose{axes} must list each axis of a {self.ndim}-d tensor once")
         return ops.Transpose.apply(self, axes=normalized or None)
 
-    @property
-    def T(self):
-        """The transpose, axes reversed: (out, in) -> (in, out)."""
-        return self.transpose()
+    T = property(lambda self: self.transpose(), doc="The transpose, axes reversed: (out, in) -> (in, out).")
 
     def __getitem__(self, index):
         return ops.Index.apply(self, index=_plain_index(index))
@@ -259,12 +207,8 @@ def _to_float_array(data, dtype=None):
         return data  # every op's output: 0.25 µs instead of 0.6, 1.5% of a 16x128 training step
     if isinstance(data, Tensor):
         data = data.data
-    if dtype is not None:
-        dtype = np.dtype(dtype)
-        if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"Tensor dtype must be float32 or float64, not {dtype}")
-    if data is None:
-        raise TypeError("Tensor data must be numbers, not None")
+    if dtype is not None and np.dtype(dtype) not in FLOAT_DTYPES:
+        raise TypeError(f"Tensor dtype must be float32 or float64, not {np.dtype(dtype)}")
     if isinstance(data, (str, bytes)):
         raise TypeError(f"Tensor data must be numbers, not a string ({data!r})")
     try:
@@ -272,9 +216,8 @@ def _to_float_array(data, dtype=None):
     except ValueError as error:  # ragged nested lists
         raise ValueError(f"Tensor data must be rectangular (every row the same length): {error}") from None
     if array.dtype.kind not in "biuf":
-        what = {"c": "complex numbers", "U": "strings", "S": "bytes", "O": "Python objects"}.get(
-            array.dtype.kind, f"dtype {array.dtype}"
-        )
+        kinds = {"c": "complex numbers", "U": "strings", "S": "bytes", "O": "Python objects"}
+        what = "None" if data is None else kinds.get(array.dtype.kind, f"dtype {array.dtype}")
         raise TypeError(f"Tensor data must be real numbers (bool, int or float), not {what}")
     if dtype is None:
         keeps_dtype = isinstance(data, (np.ndarray, np.generic)) and array.dtype in FLOAT_DTYPES
@@ -285,16 +228,12 @@ def _to_float_array(data, dtype=None):
 def _seed_grad(tensor, grad):
     """d tensor / d tensor for backward(): ones for a scalar, else the given `grad`, checked."""
     if not tensor.requires_grad:
-        raise RuntimeError(
-            "backward() called on a tensor that does not require grad: no input of the "
-            "computation had requires_grad=True (or it ran under no_grad())"
-        )
+        raise RuntimeError("backward() called on a tensor that does not require grad: no input of the "
+                           "computation had requires_grad=True (or it ran under no_grad())")
     if grad is None:
         if tensor.data.size != 1:
-            raise RuntimeError(
-                f"backward() without a gradient needs a scalar, but this tensor has shape "
-                f"{tensor.shape}; reduce it first (e.g. loss.mean()) or pass grad= of that shape"
-            )
+            raise RuntimeError(f"backward() without a gradient needs a scalar, but this tensor has shape "
+                               f"{tensor.shape}; reduce it first (e.g. loss.mean()) or pass grad= of that shape")
         return np.ones_like(tensor.data)
     grad = np.array(getattr(grad, "data", grad), dtype=tensor.dtype)  # a copy we own
     if grad.shape != tensor.shape:
@@ -302,20 +241,16 @@ def _seed_grad(tensor, grad):
     return grad
 
 
-_SECOND_BACKWARD = (
-    "backward() through a graph a second time: {op}'s saved arrays were released by the first "
-    "backward(); call backward(retain_graph=True) the first time, or compute the loss again"
-)
+_SECOND_BACKWARD = ("backward() through a graph a second time: {op}'s saved arrays were released by the first "
+                    "backward(); call backward(retain_graph=True) the first time, or compute the loss again")
 
 
 def _keep_grad(tensor, grad, kept):
     """Add `grad` into tensor.grad, making sure each .grad is an array of its own.
 
-    An op's backward may hand the same array to several tensors (Add passes grad_out to both
-    inputs, and it is the output's .grad too), or a read-only broadcast view. Shared, clipping one
-    .grad in place would change the other, so such an array is copied. Fresh arrays, the large
-    weight gradients among them, are kept as they are: copying every gradient would add 7% to a
-    64x128 training step and 10% to a 64x512 one (docs/performance.md).
+    A backward may hand one array to several tensors (Add passes grad_out to both inputs) or return
+    a read-only broadcast view: such an array is copied, so clipping one .grad in place never changes
+    another. Fresh arrays are kept: copying all would add 7-10% to a training step (docs/performance.md).
     """
     if tensor.grad is None:
         if grad.base is not None or not grad.flags.writeable or id(grad) in kept:
@@ -327,18 +262,14 @@ def _keep_grad(tensor, grad, kept):
 
 
 def _checked_input_grads(ctx, input_grads):
-    """An op's backward result as a tuple with one gradient per input, each shaped and typed like it.
-
-    Built-in ops always return that; a learner's op may not, and the error says how to fix it.
-    Under detect_anomaly(), also checks that every gradient is finite.
-    """
+    """An op's backward result as one gradient per input, each shaped and typed like it (and finite,
+    under detect_anomaly()). Built-in ops always return that; the errors tell a learner's op how to."""
     if type(input_grads) is not tuple:
         input_grads = (input_grads,)
     if len(input_grads) != len(ctx.inputs):
-        raise RuntimeError(
-            f"{ctx.function.__name__}.backward returned {len(input_grads)} gradient(s) for "
-            f"{len(ctx.inputs)} input(s); return one per input of forward, None for inputs that need none"
-        )
+        raise RuntimeError(f"{ctx.function.__name__}.backward returned {len(input_grads)} gradient(s) for "
+                           f"{len(ctx.inputs)} input(s); return one per input of forward, None for inputs "
+                           "that need none")
     checked = []
     for index, (parent, parent_grad) in enumerate(zip(ctx.inputs, input_grads)):
         if parent_grad is not None:
@@ -354,17 +285,14 @@ def _checked_input_grads(ctx, input_grads):
 
 def _wrong_shape_message(ctx, index, grad_shape):
     """Which input got a gradient of the wrong shape, and the helper that fixes the usual cause."""
-    input_shape = ctx.inputs[index].data.shape
+    input_shape, fix = ctx.inputs[index].data.shape, ""
+    trailing = grad_shape[len(grad_shape) - len(input_shape):]  # the axes broadcasting lines up with the input's
     if _is_reduced(grad_shape, input_shape):  # a reduction's backward that forgot its axes
         fix = "; use unreduce() to put back the axes forward reduced, then broadcast it to the input's shape"
-    elif len(grad_shape) >= len(input_shape) and np.broadcast_shapes(grad_shape, input_shape) == grad_shape:
+    elif len(grad_shape) >= len(input_shape) and all(size in (1, full) for size, full in zip(input_shape, trailing)):
         fix = "; use unbroadcast() to sum it back, forward broadcast this input"
-    else:
-        fix = ""
-    return (
-        f"{ctx.function.__name__}.backward returned a gradient of shape {grad_shape} for input {index} "
-        f"of shape {input_shape}: a gradient has the shape of its input{fix}"
-    )
+    return (f"{ctx.function.__name__}.backward returned a gradient of shape {grad_shape} for input {index} "
+            f"of shape {input_shape}: a gradient has the shape of its input{fix}")
 
 
 def _is_reduced(small, big):
@@ -386,17 +314,15 @@ def _check_axis(axis, ndim):
         raise TypeError(f"axis must be an int or a tuple of ints, not {type(axis).__name__}")
     # like PyTorch, a 0-d tensor takes axis 0 or -1 (reducing it changes nothing)
     if not -max(ndim, 1) <= axis < max(ndim, 1):
-        raise ValueError(
-            f"axis {axis} does not exist for a tensor with {ndim} dimension(s) "
-            f"(valid: {-max(ndim, 1)}..{max(ndim, 1) - 1})"
-        )
+        raise ValueError(f"axis {axis} does not exist for a tensor with {ndim} dimension(s) "
+                         f"(valid: {-max(ndim, 1)}..{max(ndim, 1) - 1})")
     return int(axis) if ndim else None  # a 0-d tensor's only "axis" is all of it
 
 
-def _scalar_exponent(number, expression, name):
+def _scalar_exponent(number, expression):
     """`number` as an int or float, or a TypeError: the other side of ** must be a plain number."""
     if isinstance(number, Tensor) or np.ndim(number) != 0 or isinstance(number, (bool, complex)):
-        raise TypeError(f"{expression} takes a number {name} (int or float), not {type(number).__name__}")
+        raise TypeError(f"{expression} takes a number p (int or float), not {type(number).__name__}")
     return float(number) if not isinstance(number, int) else number
 
 
@@ -406,6 +332,7 @@ def _plain_index(index):
         return tuple(_plain_index(part) for part in index)
     if isinstance(index, Tensor):
         if not (np.isfinite(index.data).all() and np.array_equal(index.data, np.round(index.data))):
-            raise IndexError(f"an index tensor must hold whole numbers, got {index.data.ravel()[:5]}")  # not truncate 1.1
+            # refused, not truncated: t[Tensor(1.1)] is a mistake, not t[1]
+            raise IndexError(f"an index tensor must hold whole numbers, got {index.data.ravel()[:5]}")
         return index.data.astype(np.intp)
     return index
