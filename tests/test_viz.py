@@ -179,7 +179,7 @@ def test_op_labels_show_options_compactly():
     assert label(x.leaky_relu(0.01)) == "LeakyReLU(0.01)"
     assert label(x.sum(axis=1)) == "Sum(axis=1)"
     assert label(x.sum()) == "Sum"  # axis=None and keepdims=False are forward's defaults
-    assert label(x.mean(axis=0, keepdims=True)) == "Mean(axis=0, keepdims=True)"
+    assert label(x.sum(axis=0, keepdims=True)) == "Sum(axis=0, keepdims=True)"
     assert label(x**2) == "Pow(2)"
     assert label(x.reshape(3, 2)) == "Reshape((3, 2))"
     assert label(x[0:1]) == "Index(0:1)"

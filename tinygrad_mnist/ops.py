@@ -39,21 +39,6 @@ class Add(Function):
         return unbroadcast(grad_out, a_shape), unbroadcast(grad_out, b_shape)
 
 
-class Sub(Function):
-    """out = a - b.   d out/d a = 1,   d out/d b = -1."""
-
-    @staticmethod
-    def forward(ctx, a, b):
-        _check_broadcast("subtract", a.shape, b.shape)
-        ctx.save_for_backward(a.shape, b.shape)
-        return a - b
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        a_shape, b_shape = ctx.saved
-        return unbroadcast(grad_out, a_shape), unbroadcast(-grad_out, b_shape)
-
-
 class Mul(Function):
     """out = a * b.   d out/d a = b,   d out/d b = a."""
 
@@ -84,18 +69,6 @@ class Div(Function):
     def backward(ctx, grad_out):
         a_shape, b, out = ctx.saved
         return unbroadcast(grad_out / b, a_shape), unbroadcast(-grad_out * out / b, b.shape)
-
-
-class Neg(Function):
-    """out = -x.   d out/d x = -1."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return -x
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        return -grad_out
 
 
 class Pow(Function):
@@ -187,22 +160,6 @@ class Sum(Function):
     def backward(ctx, grad_out):
         (shape,) = ctx.saved
         return np.broadcast_to(unreduce(grad_out, shape, ctx.options["axis"], ctx.options["keepdims"]), shape)
-
-
-class Mean(Function):
-    """out = mean of x over `axis` (n elements).   d out/d x_i = 1/n."""
-
-    @staticmethod
-    def forward(ctx, x, axis=None, keepdims=False):
-        out = x.mean(axis=axis, keepdims=keepdims)
-        ctx.save_for_backward(x.shape, x.size // max(np.size(out), 1))
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        shape, count = ctx.saved
-        grad = unreduce(grad_out, shape, ctx.options["axis"], ctx.options["keepdims"])
-        return np.broadcast_to(grad / count, shape)
 
 
 class Max(Function):
@@ -336,8 +293,8 @@ class Reshape(Function):
         try:
             out = x.reshape(shape)
         except ValueError:
-            message = f"cannot reshape a tensor of shape {x.shape} ({x.size} elements) to {tuple(shape)}"
-            raise ValueError(message) from None
+            raise ValueError(f"cannot reshape a tensor of shape {x.shape} ({x.size} elements) "
+                             f"to {tuple(shape)}") from None
         ctx.save_for_backward(x.shape)
         return out
 

@@ -82,8 +82,9 @@ class Tensor:
             ctx = tensor._ctx
             if ctx is None:
                 continue  # a leaf: nothing further back
-            if ctx.saved is None:
-                raise RuntimeError(_SECOND_BACKWARD.format(op=ctx.function.__name__))
+            if ctx.saved is None:  # released by an earlier backward()
+                raise RuntimeError(f"backward() through a graph a second time: {ctx.function.__name__}'s saved arrays "
+                                   "were released; call backward(retain_graph=True) the first time, or compute again")
             input_grads = _checked_input_grads(ctx, ctx.function.backward(ctx, grad))
             if not retain_graph:
                 ctx.saved = None  # release the saved arrays: their memory is freed now
@@ -116,8 +117,8 @@ class Tensor:
     # ----- arithmetic: each operator is a one-line call of its op ------------------------------
     def __add__(self, other): return ops.Add.apply(self, other)
     def __radd__(self, other): return ops.Add.apply(other, self)
-    def __sub__(self, other): return ops.Sub.apply(self, other)
-    def __rsub__(self, other): return ops.Sub.apply(other, self)
+    def __sub__(self, other): return self + (-other)  # as micrograd: a - b is a + (-b), no op of its own
+    def __rsub__(self, other): return other + (-self)
     def __mul__(self, other): return ops.Mul.apply(self, other)
     def __rmul__(self, other): return ops.Mul.apply(other, self)
     def __truediv__(self, other): return ops.Div.apply(self, other)
@@ -126,7 +127,7 @@ class Tensor:
     def __rmatmul__(self, other): return ops.MatMul.apply(other, self)
     def __pow__(self, exponent): return ops.Pow.apply(self, exponent=_scalar_exponent(exponent, "x ** p"))
     def __rpow__(self, base): return ops.RPow.apply(self, base=_scalar_exponent(base, "p ** x"))
-    def __neg__(self): return ops.Neg.apply(self)
+    def __neg__(self): return self * -1.0  # exact in floating point, so -x costs no op of its own
 
     # ----- reductions --------------------------------------------------------------------------
     def sum(self, axis=None, keepdims=False):
@@ -134,8 +135,9 @@ class Tensor:
         return ops.Sum.apply(self, axis=_check_axis(axis, self.ndim), keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
-        """Mean over `axis` (all axes by default) of n elements each.   d out/d x_i = 1/n."""
-        return ops.Mean.apply(self, axis=_check_axis(axis, self.ndim), keepdims=keepdims)
+        """Mean over `axis` (all axes by default): the sum divided by n.   d out/d x_i = 1/n."""
+        out = self.sum(axis, keepdims)
+        return out / (self.size // max(out.size, 1))
 
     def max(self, axis=None, keepdims=False):
         """Largest element over `axis`.   d out/d x_i = 1/k for each of k tied maxima, else 0."""
@@ -241,17 +243,10 @@ def _seed_grad(tensor, grad):
     return grad
 
 
-_SECOND_BACKWARD = ("backward() through a graph a second time: {op}'s saved arrays were released by the first "
-                    "backward(); call backward(retain_graph=True) the first time, or compute the loss again")
-
-
 def _keep_grad(tensor, grad, kept):
-    """Add `grad` into tensor.grad, making sure each .grad is an array of its own.
-
-    A backward may hand one array to several tensors (Add passes grad_out to both inputs) or return
-    a read-only broadcast view: such an array is copied, so clipping one .grad in place never changes
-    another. Fresh arrays are kept: copying all would add 7-10% to a training step (docs/performance.md).
-    """
+    """Add `grad` into tensor.grad. A shared array (Add gives grad_out to both inputs) or a read-only view
+    is copied, so clipping one .grad in place never changes another; fresh arrays are kept as they are:
+    copying all would add 7-10% to a training step (docs/performance.md)."""
     if tensor.grad is None:
         if grad.base is not None or not grad.flags.writeable or id(grad) in kept:
             grad = grad.copy()
@@ -268,8 +263,7 @@ def _checked_input_grads(ctx, input_grads):
         input_grads = (input_grads,)
     if len(input_grads) != len(ctx.inputs):
         raise RuntimeError(f"{ctx.function.__name__}.backward returned {len(input_grads)} gradient(s) for "
-                           f"{len(ctx.inputs)} input(s); return one per input of forward, None for inputs "
-                           "that need none")
+                           f"{len(ctx.inputs)} input(s); return one per input of forward, None where none is needed")
     checked = []
     for index, (parent, parent_grad) in enumerate(zip(ctx.inputs, input_grads)):
         if parent_grad is not None:
