@@ -292,3 +292,10 @@ def test_the_ops_are_functions_a_learner_could_have_written():
     # only the public API: forward/backward static methods of Function, nothing private
     for op in (Conv2d, MaxPool2d):
         assert set(vars(op)) - {"__module__", "__doc__", "_keyword_defaults"} == {"forward", "backward"}
+
+
+def test_lenet_channels_set_both_convolutions_and_the_linear_layer_follows():
+    model = nn.lenet(padding=2, channels=(32, 64), rng=np.random.default_rng(0))
+    assert model[0].weight.shape == (32, 1, 5, 5) and model[3].weight.shape == (64, 32, 5, 5)
+    assert model[-1].weight.shape == (10, 64 * 5 * 5)
+    assert model(Tensor(np.zeros((2, 1, 28, 28), dtype=np.float32))).shape == (2, 10)

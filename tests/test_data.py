@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tinygrad_mnist.data import batches, normalize, one_hot
+from tinygrad_mnist.data import batches, normalize, one_hot, random_flip
 
 
 
@@ -105,3 +105,15 @@ def test_batches_refuse_images_and_labels_of_different_lengths_at_the_call():
         batches(np.zeros((5, 2)), np.zeros(4), 2)
 
 
+
+
+def test_random_flip_mirrors_a_random_half_and_leaves_the_batch_it_was_given_alone():
+    images = np.arange(200 * 2 * 3, dtype=np.uint8).reshape(200, 2, 3)
+    before = images.copy()
+    flipped = random_flip(images, np.random.default_rng(0))
+    np.testing.assert_array_equal(images, before)
+    mirrored = [np.array_equal(out, image[:, ::-1]) for out, image in zip(flipped, images)]
+    kept = [np.array_equal(out, image) for out, image in zip(flipped, images)]
+    assert all(m != k for m, k in zip(mirrored, kept))  # each image is either mirrored or kept
+    assert 70 < sum(mirrored) < 130
+    np.testing.assert_array_equal(flipped, random_flip(images, np.random.default_rng(0)))  # seeded

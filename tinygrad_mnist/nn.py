@@ -293,23 +293,25 @@ class Dropout(Module):
         return f"p={self.p}"
 
 
-def lenet(dropout=0.0, padding=0, rng=None, dtype=np.float32):
+def lenet(dropout=0.0, padding=0, channels=(16, 32), rng=None, dtype=np.float32):
     """The LeNet-style CNN for 28x28 images: two 5x5 convolutions with ReLU and 2x2 max-pooling, then Linear.
 
     (N, 1, 28, 28) -> Conv2d(1, 16, 5) -> (N, 16, 24, 24) -> ReLU, MaxPool2d(2) -> (N, 16, 12, 12)
     -> Conv2d(16, 32, 5) -> (N, 32, 8, 8) -> ReLU, MaxPool2d(2) -> (N, 32, 4, 4) -> Flatten -> (N, 512)
     -> [Dropout(dropout)] -> Linear(512, 10) -> raw logits.
     padding: zeros around the image before the first convolution; 2 keeps it 28x28, as LeNet-5
-    did, and the Linear layer then takes 32 * 5 * 5 = 800 features.
+    did, and the Linear layer then takes 32 * 5 * 5 = 800 features. channels: the output channels
+    of the two convolutions, (16, 32) as above.
     The Linear layer keeps this package's He init; the convolutions take PyTorch's.
     """
+    first, second = channels
     side = ((28 + 2 * padding - 4) // 2 - 4) // 2  # the image side after both conv + pool stages
     layers = [
-        Conv2d(1, 16, 5, padding=padding, rng=rng, dtype=dtype), ReLU(), MaxPool2d(2),
-        Conv2d(16, 32, 5, rng=rng, dtype=dtype), ReLU(), MaxPool2d(2),
+        Conv2d(1, first, 5, padding=padding, rng=rng, dtype=dtype), ReLU(), MaxPool2d(2),
+        Conv2d(first, second, 5, rng=rng, dtype=dtype), ReLU(), MaxPool2d(2),
         Flatten(),
     ]
     if dropout:
         layers.append(Dropout(dropout, rng=rng))
-    layers.append(Linear(32 * side * side, 10, rng=rng, dtype=dtype))
+    layers.append(Linear(second * side * side, 10, rng=rng, dtype=dtype))
     return Sequential(*layers)

@@ -105,6 +105,9 @@ SETTINGS = {
     "seed": Setting(int, "seed for initialisation and shuffling", _rule(lambda v: v >= 0, "0 or more")),
     "dropout": Setting(float, "dropout probability before the last layer", _rule(lambda v: 0 <= v < 1, "in [0, 1)")),
     "padding": Setting(int, "zeros around the image before the first convolution", _rule(lambda v: 0 <= v <= 4, "0 to 4")),
+    "channels": Setting(str, "output channels of the two convolutions, e.g. 16,32", _check_sizes),
+    "augment": Setting(str, "training-time augmentation: none, or flip (mirror a random half of each batch)",
+                       _rule(lambda v: v in ("none", "flip"), "none or flip"), choices=("none", "flip")),
     "dataset": Setting(str, "the dataset to train on", _rule(lambda v: v in DATASETS, f"one of {sorted(DATASETS)}"),
                        choices=tuple(sorted(DATASETS))),
 }
@@ -231,14 +234,17 @@ def build_mlp(layer_sizes, negative_slope=0.01, **options):
     return nn.mlp(layer_sizes, negative_slope=negative_slope, **options)
 
 
-def build_lenet(dropout=0.0, padding=0, **options):
-    """MODELS["lenet"]: nn.lenet(dropout, padding, **options), the CNN of examples/mnist_cnn.py."""
+def build_lenet(dropout=0.0, padding=0, channels=(16, 32), **options):
+    """MODELS["lenet"]: nn.lenet(dropout, padding, channels, **options), the CNN of examples/mnist_cnn.py."""
     if not (_is_number(dropout) and 0 <= dropout < 1):
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
     if not (_is_int(padding) and 0 <= padding <= 4):
         raise ValueError(f"padding must be a whole number from 0 to 4, got {padding!r}")
+    if not (isinstance(channels, (list, tuple)) and len(channels) == 2 and all(_is_int(c) and 1 <= c <= 1024 for c in channels)):
+        raise ValueError(f"channels must be two whole numbers from 1 to 1024, got {channels!r}")
+    _check_size(25 * channels[0] * (1 + channels[1]) + channels[1] * (1 + 250))  # the weights, roughly
     options.pop("init_scale", None)  # the convolutions take PyTorch's initialisation
-    return nn.lenet(dropout=dropout, padding=padding, **options)
+    return nn.lenet(dropout=dropout, padding=padding, channels=tuple(channels), **options)
 
 
 MODELS = {"mlp": build_mlp, "lenet": build_lenet}  # kind -> builder(**arguments, **options): one entry each
