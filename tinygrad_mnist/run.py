@@ -325,7 +325,7 @@ class StopRequest:
 
 
 # ----- evaluation and the learning-rate schedule, shared by the training scripts ----------------
-def evaluate(model, images, labels, input_shape, chunk=5000):
+def evaluate(model, images, labels, input_shape, chunk=1000):
     """(number correct, mean cross-entropy, logits) of `model` on uint8 `images`, scaled as in
     training and reshaped to `input_shape` ((-1, 784) for an MLP, (-1, 1, 28, 28) for a CNN), in
     chunks of `chunk` images, in eval mode (no dropout) and without recording a graph."""
