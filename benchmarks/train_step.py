@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 import tinygrad_mnist
-from tinygrad_mnist import Tensor, nn, optim
+from tinygrad_mnist import Tensor, nn, optim, run
 from tinygrad_mnist import functional as F
 from tinygrad_mnist.data import normalize
 from tinygrad_mnist.reference import ManualSGD, mlp_loss_and_grads
@@ -138,31 +138,7 @@ def describe_machine(with_torch):
 
 
 # ----- the state of the process before timing -------------------------------------------------------
-# glibc's malloc serves a request of at least M_MMAP_THRESHOLD (128 KiB at start) with a fresh mmap,
-# and returns the top of its heap to the system when more than M_TRIM_THRESHOLD is free there.
-# Both move: freeing an mmapped array of S bytes (S <= 32 MiB) sets them to S and 2 S. So what a
-# process allocated before training decides whether a step's temporaries stay in the heap or are
-# given back and faulted in again every step (measured: 0 to ~3000 page faults per step).
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers, from glibc's malloc.h
-PINNED_MMAP_THRESHOLD = 32 << 20  # glibc's own ceiling for the moving threshold: arrays below it stay in the heap
-PINNED_TRIM_THRESHOLD = 64 << 20  # keep up to 64 MiB of freed heap instead of returning and refaulting it
-
-
-def pin_malloc_thresholds():
-    """Fix glibc's malloc thresholds where they end up in a warm process, so history no longer matters.
-
-    Both must be set: setting either one turns off glibc's moving of *both*, and the other stays at
-    128 KiB (measured: one alone gave 160-2600 faults per step). Process-wide, so a library must
-    not do it; a program may. Without code: GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:
-    glibc.malloc.trim_threshold=67108864. Returns False where there is no glibc.
-    """
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, PINNED_MMAP_THRESHOLD) and libc.mallopt(M_TRIM_THRESHOLD, PINNED_TRIM_THRESHOLD))
-    except (OSError, AttributeError):
-        return False
+pin_malloc_thresholds = run.pin_malloc_thresholds  # the remedy the training scripts use (see run.main)
 
 
 def warm_up_like_the_example(seed):
