@@ -243,9 +243,9 @@ def test_ctrl_c_before_the_first_epoch_of_a_resumed_run_names_the_file_that_hold
     first, second = tmp_path / "A.npz", tmp_path / "B.npz"
     args = ["--test-subset", "100", "--hidden", "64", "--epochs", "3", "--quiet"]
     assert run([*args, "--epochs", "3", "--train-subset", "100", "--save", first], mnist_dir).returncode == 0
-    # a checkpoint whose next epoch is long: epoch 1 of 3 over the whole training set
+    # a checkpoint whose next epoch is long: epoch 1 of 3 over the whole training set, one image a step
     checkpoint = load_checkpoint(first)
-    meta = {**checkpoint.meta, "epoch": 1, "train_subset": None}
+    meta = {**checkpoint.meta, "epoch": 1, "train_subset": None, "settings": {**checkpoint.meta["settings"], "batch_size": 1}}
     save_checkpoint(first, checkpoint.model_state, checkpoint.optimizer_state, **meta)
     process = subprocess.Popen([sys.executable, "-u", str(SCRIPT), "--resume", str(first), "--save", str(second)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
