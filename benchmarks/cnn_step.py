@@ -173,7 +173,7 @@ def breakdown(batch_size, args):
     pooled2 = rng.standard_normal((32, 8, 8, batch_size)).astype(np.float32).transpose(3, 0, 1, 2)
     w1, w2 = ours.model[0].weight.data, ours.model[3].weight.data
     w3 = ours.model[7].weight.data
-    (c1, k1), (c2, k2) = (1, 25), (16, 400)
+    k1, k2 = 1 * 5 * 5, 16 * 5 * 5  # rows of the im2col matrices: in_channels * kh * kw
     cols1 = np.ascontiguousarray(windows_of(x1, (5, 5), (1, 1)).transpose(1, 4, 5, 2, 3, 0).reshape(k1, -1))
     cols2 = np.ascontiguousarray(windows_of(x2, (5, 5), (1, 1)).transpose(1, 4, 5, 2, 3, 0).reshape(k2, -1))
     grad1 = rng.standard_normal((16, cols1.shape[1])).astype(np.float32)

@@ -29,7 +29,6 @@ import functools
 import importlib
 import inspect
 import re
-import sys
 import traceback
 from pathlib import Path
 

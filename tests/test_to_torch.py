@@ -146,11 +146,6 @@ def test_the_script_moves_a_saved_model_to_torch_and_back_with_the_same_logits(t
     # what a PyTorch user does with the file: a plain nn.Sequential and load_state_dict
     torch_model = torch.nn.Sequential(torch.nn.Linear(784, 64), torch.nn.LeakyReLU(0.01), torch.nn.Linear(64, 10))
     torch_model.load_state_dict(torch.load(tmp_path / "model.pt"))
-    sys.path.insert(0, str(REPO / "examples"))
-    try:
-        import to_torch as script
-    finally:
-        sys.path.remove(str(REPO / "examples"))
     original, back = run.load_model(checkpoint), run.load_model(tmp_path / "back.npz")
     inputs = normalize(load_mnist(data_dir=mnist_dir, download=False).test_images[:2000], flatten=True)
     ours = logits_of(original, inputs)
