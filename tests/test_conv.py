@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from tinygrad_mnist import Tensor, nn
 from tinygrad_mnist import functional as F
-from tinygrad_mnist.conv import Conv2d, MaxPool2d
+from tinygrad_mnist.conv import Conv2dOp, MaxPool2dOp
 
 from helpers import PROPERTY, check_op, random_array
 
@@ -290,7 +290,7 @@ def test_shape_and_argument_mistakes_get_one_clear_line(call, message):
 
 def test_the_ops_are_functions_a_learner_could_have_written():
     # only the public API: forward/backward static methods of Function, nothing private
-    for op in (Conv2d, MaxPool2d):
+    for op in (Conv2dOp, MaxPool2dOp):
         assert set(vars(op)) - {"__module__", "__doc__", "_keyword_defaults"} == {"forward", "backward"}
 
 

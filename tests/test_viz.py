@@ -152,7 +152,7 @@ def test_mlp_step_shows_parameters_by_name_and_the_inputs_that_need_no_grad():
     assert len(texts) == 10
     # every tensor backward() reached has its gradient; the images and labels got none
     assert [text.startswith(("images", "(4,)")) for text in texts] == ["grad" not in text for text in texts]
-    assert op_names(draw_mlp_step()) == ["CrossEntropy", "LeakyReLU(0.01)", "Linear", "Linear"]
+    assert op_names(draw_mlp_step()) == ["CrossEntropy", "LeakyReLUOp(0.01)", "LinearOp", "LinearOp"]
 
 
 def test_parameters_inputs_intermediates_and_root_look_different():
@@ -176,7 +176,7 @@ def test_op_labels_show_options_compactly():
     def label(tensor):
         return viz.op_label(tensor._ctx)
 
-    assert label(x.leaky_relu(0.01)) == "LeakyReLU(0.01)"
+    assert label(x.leaky_relu(0.01)) == "LeakyReLUOp(0.01)"
     assert label(x.sum(axis=1)) == "Sum(axis=1)"
     assert label(x.sum()) == "Sum"  # axis=None and keepdims=False are forward's defaults
     assert label(x.sum(axis=0, keepdims=True)) == "Sum(axis=0, keepdims=True)"

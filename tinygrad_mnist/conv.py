@@ -1,4 +1,4 @@
-"""Convolution and pooling: Conv2d and MaxPool2d as Functions, forward and backward side by side.
+"""Convolution and pooling: Conv2dOp and MaxPool2dOp as Functions, forward and backward side by side.
 
 Both ops use only the public op API (the same one your own op would use), and both rest on one
 numpy trick, the *sliding-window view*: for an input (N, C, H, W) and a kh x kw window,
@@ -65,7 +65,7 @@ def add_windows_back(grad_windows, input_shape, stride):
     return grad_x
 
 
-class Conv2d(Function):
+class Conv2dOp(Function):
     """out[n, o] = bias[o] + sum over c, i, j of weight[o, c, i, j] * x_padded[n, c, s*p + i, s*q + j].
 
     x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or absent; stride (sh, sw), padding (ph, pw)
@@ -124,7 +124,7 @@ class Conv2d(Function):
         return (grad_x, grad_weight, grad_bias)[: len(ctx.needs_input_grad)]
 
 
-class MaxPool2d(Function):
+class MaxPool2dOp(Function):
     """out[n, c, p, q] = the largest x[n, c, s*p + i, s*q + j] over the kernel offsets (i, j).
 
     x (N, C, H, W); kernel (kh, kw), stride (sh, sw) -> out (N, C, OH, OW), OH = (H - kh) // sh + 1.

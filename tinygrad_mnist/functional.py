@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import fused, ops
+from .conv import Conv2dOp, MaxPool2dOp
 from .tensor import Tensor
 
 
@@ -22,18 +23,18 @@ def linear(x, weight, bias=None):
     if bias is not None and bias.shape != weight.shape[:1]:
         raise ValueError(f"linear: bias of shape {bias.shape} does not fit weight of shape {weight.shape}; it must be {weight.shape[:1]}")
     if bias is None:
-        return fused.Linear.apply(x, weight)
-    return fused.Linear.apply(x, weight, bias)
+        return fused.LinearOp.apply(x, weight)
+    return fused.LinearOp.apply(x, weight, bias)
 
 
 def relu(x):
     """max(x, 0) elementwise."""
-    return ops.ReLU.apply(x)
+    return ops.ReLUOp.apply(x)
 
 
 def leaky_relu(x, negative_slope=0.01):
     """x where x > 0, negative_slope * x elsewhere."""
-    return ops.LeakyReLU.apply(x, negative_slope=negative_slope)
+    return ops.LeakyReLUOp.apply(x, negative_slope=negative_slope)
 
 
 def softmax(x, axis=-1):
@@ -97,7 +98,6 @@ def mse_loss(prediction, target):
 
 
 # ----- convolutions, pooling, dropout (the ops live in conv.py) ---------------------------------
-from .conv import Conv2d, MaxPool2d  # noqa: E402  (kept with the functions that use them)
 
 def _pair(value, name, function, minimum):
     """An int or a pair of ints, each at least `minimum` -> a tuple (for height, for width)."""
@@ -140,7 +140,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
             f"padded to {padded}; use a smaller kernel, more padding, or a larger image"
         )
     inputs = (x, weight) if bias is None else (x, weight, bias)
-    return Conv2d.apply(*inputs, stride=stride, padding=padding)
+    return Conv2dOp.apply(*inputs, stride=stride, padding=padding)
 
 
 def max_pool2d(x, kernel_size, stride=None):
@@ -155,7 +155,7 @@ def max_pool2d(x, kernel_size, stride=None):
         raise ValueError(_image_batch_hint("max_pool2d", x.shape, None))
     if x.shape[2] < kernel[0] or x.shape[3] < kernel[1]:
         raise ValueError(f"max_pool2d: the window {kernel} is larger than the input {tuple(x.shape[2:])}")
-    return MaxPool2d.apply(x, kernel=kernel, stride=stride)
+    return MaxPool2dOp.apply(x, kernel=kernel, stride=stride)
 
 
 _dropout_rng = np.random.default_rng()

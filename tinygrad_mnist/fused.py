@@ -1,8 +1,8 @@
 """Fused ops: ops that could be composed from ops.py's primitives, fused into one Function for
 speed and numerical stability (docs/architecture.md, "Why the fused ops").
 
-Softmax, LogSoftmax and CrossEntropy share one max-shifted log-sum-exp (`shifted_exp`), so logits
-of 1000 never overflow. Linear is x @ weight^T + bias in one graph node instead of three.
+SoftmaxOp, LogSoftmaxOp and CrossEntropy share one max-shifted log-sum-exp (`shifted_exp`), so logits
+of 1000 never overflow. LinearOp is x @ weight^T + bias in one graph node instead of three.
 CrossEntropy is log-softmax and the negative log-likelihood in one, whose gradient
 softmax - onehot needs no log and no epsilon. Each is tested against numpy and central
 differences (tests/test_ops.py).
@@ -27,7 +27,7 @@ def shifted_exp(x, axis):
     return shifted, exp_shifted, exp_shifted.sum(axis=axis, keepdims=True)
 
 
-class Softmax(Function):
+class SoftmaxOp(Function):
     """out_i = e^x_i / sum_j e^x_j.   d loss/d x = out * (grad_out - sum(grad_out * out))."""
 
     @staticmethod
@@ -43,7 +43,7 @@ class Softmax(Function):
         return out * (grad_out - (grad_out * out).sum(axis=ctx.options["axis"], keepdims=True))
 
 
-class LogSoftmax(Function):
+class LogSoftmaxOp(Function):
     """out_i = x_i - log sum_j e^x_j.   d loss/d x = grad_out - softmax(x) * sum(grad_out)."""
 
     @staticmethod
@@ -59,7 +59,7 @@ class LogSoftmax(Function):
         return grad_out - np.exp(out) * grad_out.sum(axis=ctx.options["axis"], keepdims=True)
 
 
-class Linear(Function):
+class LinearOp(Function):
     """out = x @ weight^T + bias, with weight shaped (out_features, in_features) as in PyTorch.
 
     d loss/d x = grad_out @ weight,  d loss/d weight = grad_out^T @ x,  d loss/d bias = sum of

@@ -213,7 +213,7 @@ class Log(Function):
         return grad_out / x
 
 
-class ReLU(Function):
+class ReLUOp(Function):
     """out = max(x, 0).   d out/d x = 1 where x > 0, else 0."""
 
     @staticmethod
@@ -227,7 +227,7 @@ class ReLU(Function):
         return grad_out * (x > 0)
 
 
-class LeakyReLU(Function):
+class LeakyReLUOp(Function):
     """out = x where x > 0, else negative_slope * x.   d out/d x = 1 or negative_slope.
 
     The small slope below zero keeps a gradient flowing through units that a plain ReLU would
@@ -253,7 +253,7 @@ class LeakyReLU(Function):
         return grad_out * local_grad
 
 
-class Tanh(Function):
+class TanhOp(Function):
     """out = tanh x.   d out/d x = 1 - tanh^2 x = 1 - out^2."""
 
     @staticmethod
@@ -268,7 +268,7 @@ class Tanh(Function):
         return grad_out * (1 - out * out)
 
 
-class Sigmoid(Function):
+class SigmoidOp(Function):
     """out = 1 / (1 + e^-x).   d out/d x = out (1 - out)."""
 
     @staticmethod

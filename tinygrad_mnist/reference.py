@@ -33,7 +33,7 @@ def mlp_loss_and_grads(params, images, labels, negative_slope=0.01):
             positive = pre_activation > 0
             # leaky ReLU's slope: 1 where positive, negative_slope elsewhere (True is 1, False 0).
             # Multiplying by it is np.where(positive, pre, pre * negative_slope), exactly, but
-            # without a branch per element (which a random mask makes slow: see ops.LeakyReLU)
+            # without a branch per element (which a random mask makes slow: see ops.LeakyReLUOp)
             slope = positive + ~positive * pre_activation.dtype.type(negative_slope)
             slopes.append(slope)
             activation = pre_activation * slope

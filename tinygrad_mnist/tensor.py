@@ -39,6 +39,8 @@ class Tensor:
     dtype = property(lambda self: self.data.dtype, doc="The numpy dtype of the data: float32 (default) or float64.")
     size = property(lambda self: self.data.size, doc="The number of elements, the product of the shape.")
     is_leaf = property(lambda self: self._ctx is None, doc="True for tensors the user made (parameters, inputs).")
+    grad_fn = property(lambda self: self._ctx, doc="The Context of the op that made this tensor (None for a leaf): "
+                       "its .function (the op's class), .options and .inputs lead back through the graph.")
 
     def numpy(self):
         """The data as an ndarray (shared, not copied)."""
@@ -154,27 +156,27 @@ class Tensor:
 
     def relu(self):
         """max(x, 0) elementwise, same shape.   d out/d x = 1 where x > 0, else 0."""
-        return ops.ReLU.apply(self)
+        return ops.ReLUOp.apply(self)
 
     def leaky_relu(self, negative_slope=0.01):
         """x where x > 0, else negative_slope * x; same shape.   d out/d x = 1 or negative_slope."""
-        return ops.LeakyReLU.apply(self, negative_slope=negative_slope)
+        return ops.LeakyReLUOp.apply(self, negative_slope=negative_slope)
 
     def tanh(self):
         """tanh x elementwise, same shape.   d out/d x = 1 - tanh^2 x."""
-        return ops.Tanh.apply(self)
+        return ops.TanhOp.apply(self)
 
     def sigmoid(self):
         """1 / (1 + e^-x) elementwise, same shape.   d out/d x = out (1 - out)."""
-        return ops.Sigmoid.apply(self)
+        return ops.SigmoidOp.apply(self)
 
     def softmax(self, axis=-1):
-        """e^x_i / sum_j e^x_j along `axis`, computed stably; same shape, rows sum to 1 (fused.Softmax)."""
-        return fused.Softmax.apply(self, axis=_check_axis(axis, self.ndim))
+        """e^x_i / sum_j e^x_j along `axis`, computed stably; same shape, rows sum to 1 (fused.SoftmaxOp)."""
+        return fused.SoftmaxOp.apply(self, axis=_check_axis(axis, self.ndim))
 
     def log_softmax(self, axis=-1):
-        """x_i - log sum_j e^x_j along `axis`, computed stably; same shape (fused.LogSoftmax)."""
-        return fused.LogSoftmax.apply(self, axis=_check_axis(axis, self.ndim))
+        """x_i - log sum_j e^x_j along `axis`, computed stably; same shape (fused.LogSoftmaxOp)."""
+        return fused.LogSoftmaxOp.apply(self, axis=_check_axis(axis, self.ndim))
 
     # ----- shapes ------------------------------------------------------------------------------
     def reshape(self, *shape):
