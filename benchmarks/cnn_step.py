@@ -38,7 +38,7 @@ import numpy as np
 from tinygrad_mnist import Tensor, nn, optim
 from tinygrad_mnist import functional as F
 from tinygrad_mnist.conv import add_windows_back, windows_of
-from tinygrad_mnist.data import normalize
+from tinygrad_mnist.lab.data import normalize
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_step import blas_threads, describe_machine, settle_threads  # noqa: E402  (one machine description)

@@ -56,9 +56,10 @@ from pathlib import Path
 import numpy as np
 
 import tinygrad_mnist
-from tinygrad_mnist import Tensor, nn, optim, run
+from tinygrad_mnist import Tensor, nn, optim
+from tinygrad_mnist.lab import run
 from tinygrad_mnist import functional as F
-from tinygrad_mnist.data import normalize
+from tinygrad_mnist.lab.data import normalize
 from tinygrad_mnist.reference import ManualSGD, mlp_loss_and_grads
 
 try:

@@ -21,8 +21,8 @@ import numpy as np
 
 from tinygrad_mnist import Tensor, nn, no_grad, optim
 from tinygrad_mnist import functional as F
-from tinygrad_mnist.data import batches, normalize
-from tinygrad_mnist.datasets import DatasetNotFoundError, IDXError, load_mnist
+from tinygrad_mnist.lab.data import batches, normalize
+from tinygrad_mnist.lab.datasets import DatasetNotFoundError, IDXError, load_mnist
 
 
 class Adam(optim.Optimizer):

@@ -9,7 +9,7 @@
 Read it top to bottom: settings, data, model, the training loop, the report. The output follows
 the original program: accuracy before training, the initial loss, one line per epoch, accuracy
 after training. What surrounds the loop (flags, checkpoints for --save/--resume/--load, Ctrl-C,
-divergence, --metrics, --plot) is tinygrad_mnist/run.py, one call a line here.
+divergence, --metrics, --plot) is tinygrad_mnist/lab/run.py, one call a line here.
 """
 
 import signal
@@ -28,9 +28,10 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from tinygrad_mnist import Tensor, functional as F, optim, run  # noqa: E402
-from tinygrad_mnist.data import batches, normalize  # noqa: E402
-from tinygrad_mnist.datasets import DatasetNotFoundError, IDXError, load_dataset  # noqa: E402
+from tinygrad_mnist import Tensor, functional as F, optim
+from tinygrad_mnist.lab import run  # noqa: E402
+from tinygrad_mnist.lab.data import batches, normalize  # noqa: E402
+from tinygrad_mnist.lab.datasets import DatasetNotFoundError, IDXError, load_dataset  # noqa: E402
 
 # ----- settings: the defaults reach >= 98% test accuracy in well under 30 s on 2 cores ---------
 DEFAULTS = {

@@ -5,7 +5,7 @@
     python examples/mnist_cnn.py --help
 
 The same run as examples/mnist.py (--save/--resume/--load, --metrics, --plot, --graph, Ctrl-C,
-divergence, --detect-anomaly; all in tinygrad_mnist/run.py): only the model and its settings
+divergence, --detect-anomaly; all in tinygrad_mnist/lab/run.py): only the model and its settings
 differ. The network (tinygrad_mnist/nn.py: lenet), for a batch of N images:
     (N, 1, 28, 28) -> conv 5x5, 16 channels -> ReLU -> max-pool 2 -> (N, 16, 12, 12)
                    -> conv 5x5, 32 channels -> ReLU -> max-pool 2 -> (N, 32, 4, 4)
@@ -28,9 +28,10 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from tinygrad_mnist import Tensor, functional as F, optim, run  # noqa: E402
-from tinygrad_mnist.data import batches, normalize, random_flip  # noqa: E402
-from tinygrad_mnist.datasets import DatasetNotFoundError, IDXError, load_dataset  # noqa: E402
+from tinygrad_mnist import Tensor, functional as F, optim
+from tinygrad_mnist.lab import run  # noqa: E402
+from tinygrad_mnist.lab.data import batches, normalize, random_flip  # noqa: E402
+from tinygrad_mnist.lab.datasets import DatasetNotFoundError, IDXError, load_dataset  # noqa: E402
 
 # ----- settings: the defaults reach >= 99% on MNIST in under 3 minutes on 2 cores -----------------
 DEFAULTS = {

@@ -6,7 +6,7 @@
 
 Write a digit on paper with a dark pen, take a photo, crop it roughly around the digit (the digit
 should be the darkest thing in the picture), and pass the file. Each image goes through MNIST's
-preprocessing (tinygrad_mnist/digits.py: grey, inverted, cropped to the ink, fitted into 20x20,
+preprocessing (tinygrad_mnist/lab/digits.py: grey, inverted, cropped to the ink, fitted into 20x20,
 centred by centre of mass in 28x28), then through the model; the three likeliest classes are
 printed with their probabilities. `--show PATH` saves the 28x28 images the model saw (side by side
 when there are several): look at it when a prediction surprises you.
@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 
 import tinygrad_mnist as tg
-from tinygrad_mnist import Tensor, nn, run
-from tinygrad_mnist.checkpoint import CheckpointError
-from tinygrad_mnist.data import normalize
-from tinygrad_mnist.digits import DigitImageError, MissingPillowError, load_digit
+from tinygrad_mnist import Tensor, nn
+from tinygrad_mnist.lab import run
+from tinygrad_mnist.lab.checkpoint import CheckpointError
+from tinygrad_mnist.lab.data import normalize
+from tinygrad_mnist.lab.digits import DigitImageError, MissingPillowError, load_digit
 
 TOP = 3  # classes printed per image
 

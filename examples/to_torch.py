@@ -5,7 +5,7 @@
     python examples/to_torch.py run.npz --out model.pt --back back.npz
 
 The model becomes a torch.nn.Sequential with the same layers and weights
-(tinygrad_mnist/interop.py: to_torch). Its logits on the test images are compared with ours; then
+(tinygrad_mnist/lab/interop.py: to_torch). Its logits on the test images are compared with ours; then
 it is converted back (from_torch), saved as a checkpoint of this package (--back), loaded again,
 and compared once more. Use the model in PyTorch with
 
@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 import tinygrad_mnist as tg
-from tinygrad_mnist import Tensor, nn, run
-from tinygrad_mnist.checkpoint import CheckpointError
-from tinygrad_mnist.data import normalize
-from tinygrad_mnist.datasets import IDXError, MNISTNotFoundError, load_mnist
-from tinygrad_mnist.interop import INSTALL_HINT, from_torch, to_torch
+from tinygrad_mnist import Tensor, nn
+from tinygrad_mnist.lab import run
+from tinygrad_mnist.lab.checkpoint import CheckpointError
+from tinygrad_mnist.lab.data import normalize
+from tinygrad_mnist.lab.datasets import IDXError, MNISTNotFoundError, load_mnist
+from tinygrad_mnist.lab.interop import INSTALL_HINT, from_torch, to_torch
 
 TOLERANCE = 1e-5  # largest difference of logits accepted (in float32: plus 1e-5 times the logit)
 COMPARED = 10_000  # test images the logits are compared on

@@ -52,7 +52,7 @@ def mnist_dir():
 @pytest.fixture(scope="session")
 def fashion_mnist():
     """Fashion-MNIST as load_dataset finds it without downloading (tests must not need the network)."""
-    from tinygrad_mnist.datasets import DatasetNotFoundError, load_dataset
+    from tinygrad_mnist.lab.datasets import DatasetNotFoundError, load_dataset
 
     try:
         return load_dataset("fashion-mnist", download=False)

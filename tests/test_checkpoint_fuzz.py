@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from tinygrad_mnist import nn, optim
-from tinygrad_mnist.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from tinygrad_mnist.lab.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 
 SEED = 20261127
 MUTANTS = 10_000

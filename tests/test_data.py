@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tinygrad_mnist.data import batches, normalize, one_hot, random_flip
+from tinygrad_mnist.lab.data import batches, normalize, one_hot, random_flip
 
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinygrad_mnist import datasets
-from tinygrad_mnist.datasets import (
+from tinygrad_mnist.lab import datasets
+from tinygrad_mnist.lab.datasets import (
     DATASETS,
     MNIST,
     ChecksumError,

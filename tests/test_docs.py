@@ -42,8 +42,8 @@ DOC_FILES = sorted(ROOT.glob("docs/*.md")) + ([ROOT / "README.md"] if (ROOT / "R
 SKIP_MARKER = "no-run"
 SUBMODULES = [
     "tensor", "function", "ops", "fused", "functional", "nn", "optim",
-    "gradcheck", "modes", "reference", "checkpoint", "data", "datasets", "viz",
-    "plots", "digits", "interop", "run", "conv",
+    "gradcheck", "modes", "reference", "viz", "conv",
+    "lab.checkpoint", "lab.data", "lab.datasets", "lab.plots", "lab.digits", "lab.interop", "lab.run",
 ]
 
 

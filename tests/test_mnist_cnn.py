@@ -13,8 +13,9 @@ import time
 import pytest
 
 from tests.test_mnist_example import REPO, final_test_accuracy
-from tinygrad_mnist import nn, run as runlib
-from tinygrad_mnist.checkpoint import load_checkpoint
+from tinygrad_mnist import nn
+from tinygrad_mnist.lab import run as runlib
+from tinygrad_mnist.lab.checkpoint import load_checkpoint
 
 SCRIPT = REPO / "examples" / "mnist_cnn.py"
 SMALL = ["--train-subset", "3000", "--test-subset", "500", "--quiet"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinygrad_mnist.checkpoint import load_checkpoint
+from tinygrad_mnist.lab.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "examples" / "mnist.py"
@@ -202,7 +202,7 @@ def test_the_model_gradients_equal_the_manual_backprop_reference():
 @pytest.mark.mnist
 def test_resuming_a_checkpoint_without_a_training_record_says_what_it_lacks(mnist_dir, tmp_path):
     from tinygrad_mnist import nn
-    from tinygrad_mnist.checkpoint import save_checkpoint
+    from tinygrad_mnist.lab.checkpoint import save_checkpoint
 
     path = save_checkpoint(tmp_path / "weights-only.npz", nn.mlp([784, 64, 10]).state_dict(), note="made by hand")
     result = run(["--resume", path, "--quiet"], mnist_dir)
@@ -214,7 +214,7 @@ def test_resuming_a_checkpoint_without_a_training_record_says_what_it_lacks(mnis
 @pytest.mark.mnist
 def test_resuming_a_checkpoint_with_invalid_settings_is_refused(mnist_dir, tmp_path):
     from tinygrad_mnist import nn
-    from tinygrad_mnist.checkpoint import save_checkpoint
+    from tinygrad_mnist.lab.checkpoint import save_checkpoint
 
     model = nn.mlp([784, 64, 10])
     settings = {"epochs": 2, "batch_size": 0, "lr": 0.1, "momentum": 0.9, "hidden": "64", "init_scale": 1.0,
@@ -229,7 +229,7 @@ def test_resuming_a_checkpoint_with_invalid_settings_is_refused(mnist_dir, tmp_p
 def test_ctrl_c_before_training_starts_exits_130_without_a_traceback():
     # Ctrl-C while the data loads: stand in for it with a loader that raises KeyboardInterrupt
     code = (
-        "import runpy, sys, tinygrad_mnist.datasets as datasets\n"
+        "import runpy, sys, tinygrad_mnist.lab.datasets as datasets\n"
         "def interrupted(*args, **kwargs): raise KeyboardInterrupt\n"
         "datasets.load_dataset = interrupted\n"
         f"sys.argv = ['mnist.py', '--quiet']\n"

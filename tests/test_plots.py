@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ElementTree
 import numpy as np
 import pytest
 
-from tinygrad_mnist import plots
-from tinygrad_mnist.plots import (
+from tinygrad_mnist.lab import plots
+from tinygrad_mnist.lab.plots import (
     INSTALL_HINT, MissingMatplotlibError, check_plot_path, confusion_matrix, most_wrong, plot_training, smooth,
 )
 

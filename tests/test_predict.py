@@ -1,4 +1,4 @@
-"""Your own digit: MNIST's preprocessing of a photo or drawing (tinygrad_mnist/digits.py), and
+"""Your own digit: MNIST's preprocessing of a photo or drawing (tinygrad_mnist/lab/digits.py), and
 examples/predict.py as a user runs it.
 
 The main test renders 200 MNIST test digits as a phone photo of paper would show them (280x280,
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinygrad_mnist import run
-from tinygrad_mnist.datasets import load_mnist
-from tinygrad_mnist.digits import DigitImageError, MissingPillowError, load_digit, preprocess, read_image
+from tinygrad_mnist.lab import run
+from tinygrad_mnist.lab.datasets import load_mnist
+from tinygrad_mnist.lab.digits import DigitImageError, MissingPillowError, load_digit, preprocess, read_image
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow is not installed (pip install -e \".[images]\")")
 

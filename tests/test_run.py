@@ -1,4 +1,4 @@
-"""tinygrad_mnist/run.py through examples/mnist.py: a run never lies, never crashes with a traceback.
+"""tinygrad_mnist/lab/run.py through examples/mnist.py: a run never lies, never crashes with a traceback.
 
 Each test names the fault it tries; the numbered ones follow the list of faults in docs/reliability.md
 (runs and the command line). Runs are real processes on a few hundred MNIST images.
@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from tests.test_mnist_example import REPO, SCRIPT, final_test_accuracy, run
-from tinygrad_mnist import nn, optim, run as runlib
-from tinygrad_mnist.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tinygrad_mnist import nn, optim
+from tinygrad_mnist.lab import run as runlib
+from tinygrad_mnist.lab.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 TINY = ["--train-subset", "500", "--test-subset", "200", "--hidden", "16", "--quiet"]
 SETTINGS = {"epochs": 2, "batch_size": 64, "lr": 0.1, "momentum": 0.9, "hidden": "16", "init_scale": 1.0,
@@ -406,7 +407,7 @@ def test_pinned_malloc_thresholds_stop_each_step_from_faulting_its_temporaries_i
     # two epochs on 10,000 images, evaluating in chunks as the example does, with and without the pin
     code = (
         "import resource, runpy, sys\n"
-        "from tinygrad_mnist import run\n"
+        "from tinygrad_mnist.lab import run\n"
         "if sys.argv[1] == 'default': run.pin_malloc_thresholds = lambda: False\n"
         "elif not run.pin_malloc_thresholds(): print('no glibc'); raise SystemExit\n"
         "sys.argv = ['mnist.py', '--quiet', '--epochs', '2', '--train-subset', '10000', '--test-subset', '2000']\n"

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 import tinygrad_mnist as tg
-from tinygrad_mnist import Tensor, nn, run
-from tinygrad_mnist.data import normalize
-from tinygrad_mnist.datasets import load_mnist
-from tinygrad_mnist.interop import INSTALL_HINT, MissingTorchError, UnsupportedLayerError, from_torch, to_torch
+from tinygrad_mnist import Tensor, nn
+from tinygrad_mnist.lab import run
+from tinygrad_mnist.lab.data import normalize
+from tinygrad_mnist.lab.datasets import load_mnist
+from tinygrad_mnist.lab.interop import INSTALL_HINT, MissingTorchError, UnsupportedLayerError, from_torch, to_torch
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "examples" / "to_torch.py"

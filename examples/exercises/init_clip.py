@@ -15,8 +15,8 @@ import numpy as np
 
 from tinygrad_mnist import Tensor, nn, no_grad, optim
 from tinygrad_mnist import functional as F
-from tinygrad_mnist.data import batches, normalize
-from tinygrad_mnist.datasets import load_mnist
+from tinygrad_mnist.lab.data import batches, normalize
+from tinygrad_mnist.lab.datasets import load_mnist
 
 # every combination of: He x 1 or He x 0.1; no clipping or clipping each gradient element to
 # [-1, 1]; pixels scaled to [0, 1] or left at 0..255 (the mistake clipping guards against)

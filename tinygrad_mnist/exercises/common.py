@@ -267,8 +267,8 @@ def keyword_diagnosis(module, op, options, reference, arrays, label):
 # ----- MNIST, for a short training run -----------------------------------------------------------
 def load_mnist_subset(train, test):
     """The first `train` training and `test` test images, normalized and flattened, with labels."""
-    from ..data import normalize
-    from ..datasets import IDXError, MNISTNotFoundError, load_mnist
+    from ..lab.data import normalize
+    from ..lab.datasets import IDXError, MNISTNotFoundError, load_mnist
 
     try:
         mnist = load_mnist().subset(train, test)
@@ -281,7 +281,7 @@ def load_mnist_subset(train, test):
 def train_and_score(model, optimizer, data, epochs=1, batch_size=32, seed=0):
     """Train `model` with `optimizer` on data[:2] for `epochs`; return (test accuracy, losses)."""
     from .. import functional as F
-    from ..data import batches
+    from ..lab.data import batches
     from ..modes import no_grad
 
     train_x, train_y, test_x, test_y = data

@@ -1,12 +1,12 @@
 """data: the generic helpers between a dataset's arrays and a training step.
 
-    from tinygrad_mnist.datasets import load_dataset
-    from tinygrad_mnist.data import batches, normalize, one_hot
+    from tinygrad_mnist.lab.datasets import load_dataset
+    from tinygrad_mnist.lab.data import batches, normalize, one_hot
     mnist = load_dataset("mnist")
     for images, labels in batches(mnist.train_images, mnist.train_labels, 64, rng=0):
         inputs = normalize(images, flatten=True)  # float32 (64, 784) in [0, 1]
 
-Loading datasets (IDX files, checksums, downloads) lives in `tinygrad_mnist.datasets`.
+Loading datasets (IDX files, checksums, downloads) lives in `tinygrad_mnist.lab.datasets`.
 """
 
 from __future__ import annotations

@@ -36,12 +36,12 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import functional as F, nn
+from .. import functional as F, nn
 from .checkpoint import CheckpointError, check_save_target, load_checkpoint, save_checkpoint
 from .datasets import DATASETS
 from .data import normalize
-from .modes import AnomalyError, detect_anomaly, no_grad
-from .tensor import Tensor
+from ..modes import AnomalyError, detect_anomaly, no_grad
+from ..tensor import Tensor
 
 # a model larger than this is refused before anything is allocated: 10^8 float32 parameters are
 # 400 MB, and training holds three copies (weights, gradients, momentum)
@@ -475,7 +475,7 @@ class Session:
 
     def draw_graph(self, loss, model):
         """--graph: draw the graph of one training step (the forward and backward pass of `loss`)."""
-        from .viz import INSTALL_HINT, draw_graph, render
+        from ..viz import INSTALL_HINT, draw_graph, render
 
         loss.name = "loss"
         loss.backward()

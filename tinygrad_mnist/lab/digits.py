@@ -1,7 +1,7 @@
 """Your own digit: turn a photo or a drawing of a handwritten digit into an MNIST-like 28x28 image.
 
-    from tinygrad_mnist.digits import load_digit
-    from tinygrad_mnist.data import normalize
+    from tinygrad_mnist.lab.digits import load_digit
+    from tinygrad_mnist.lab.data import normalize
     digit = load_digit("my_seven.jpg")               # uint8 (28, 28): white ink on black, like MNIST
     inputs = normalize(digit[None], flatten=True)    # float32 (1, 784), as in training
 

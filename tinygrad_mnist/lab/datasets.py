@@ -11,7 +11,7 @@ Both ship in the IDX format, a tiny header followed by the raw array:
 So `train-images-idx3-ubyte` starts `00 00 08 03 | 0000ea60 0000001c 0000001c`: uint8, three
 dimensions, 60000 x 28 x 28. Files are usually stored gzip-compressed (`.gz`).
 
-    from tinygrad_mnist.datasets import load_dataset
+    from tinygrad_mnist.lab.datasets import load_dataset
     fashion = load_dataset("fashion-mnist")     # uint8 (60000, 28, 28), uint8 (60000,), ...
     fashion.classes[fashion.train_labels[0]]    # 'Ankle boot'
 
@@ -118,7 +118,7 @@ DATASETS = {
 
 DATA_ENVIRONMENT_VARIABLE = "TINYGRAD_MNIST_DATA"
 # the repository's data/ folder: data/mnist/ ships MNIST, data/<name>/ caches other downloads
-REPO_DATA_ROOT = Path(__file__).resolve().parent.parent / "data"
+REPO_DATA_ROOT = Path(__file__).resolve().parents[2] / "data"
 # a stalled connection fails after this long instead of hanging the training script
 DOWNLOAD_TIMEOUT_SECONDS = 30
 # ...and a mirror that trickles bytes fast enough to dodge that timeout still stops here, per file

@@ -1,6 +1,6 @@
 """Pictures of learning: one figure that shows how a training run went and where the model errs.
 
-    from tinygrad_mnist.plots import plot_training
+    from tinygrad_mnist.lab.plots import plot_training
     plot_training("run.png", step_losses=losses, epoch_accuracies=accuracies,
                   images=test_images, labels=test_labels, logits=test_logits)
 

@@ -1,6 +1,6 @@
 """The way out to PyTorch, and back: a model as a torch.nn.Sequential with the same weights.
 
-    from tinygrad_mnist.interop import to_torch, from_torch
+    from tinygrad_mnist.lab.interop import to_torch, from_torch
     torch_model = to_torch(model)       # nn.Sequential(Linear, LeakyReLU, Linear) -> torch's
     model = from_torch(torch_model)     # and back, e.g. after fine-tuning it in PyTorch
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import nn
-from .tensor import Tensor
+from .. import nn
+from ..tensor import Tensor
 
 INSTALL_HINT = "converting to and from PyTorch needs torch: pip install torch (https://pytorch.org/get-started/)"
 SUPPORTED = "Linear, ReLU, LeakyReLU, Flatten"

@@ -33,8 +33,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-FORMAT = "tinygrad_mnist.checkpoint/2"
-OLDER_FORMATS = ("tinygrad_mnist.checkpoint/1",)  # its record was not under the checksum
+FORMAT = "tinygrad_mnist.lab.checkpoint/2"
+OLDER_FORMATS = ("tinygrad_mnist.lab.checkpoint/1",)  # its record was not under the checksum
 MAX_RECORD_CHARS = 1 << 20  # the record is settings and an RNG state: a few KB; 1 M chars is generous
 MAX_NPY_HEADER_BYTES = 4096  # numpy writes 64 to 128 bytes for the arrays a checkpoint holds
 # the dtypes a state_dict holds: booleans, integers and floats, no objects, strings or structures
