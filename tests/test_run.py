@@ -415,9 +415,8 @@ def test_pinned_malloc_thresholds_stop_each_step_from_faulting_its_temporaries_i
     # two epochs on 10,000 images, evaluating in chunks as the example does, with and without the pin
     code = (
         "import resource, runpy, sys\n"
-        "from tinygrad_mnist.lab import run\n"
-        "if sys.argv[1] == 'default': run.pin_malloc_thresholds = lambda: False\n"
-        "elif not run.pin_malloc_thresholds(): print('no glibc'); raise SystemExit\n"
+        "from tinygrad_mnist.lab.malloc import pin_malloc_thresholds\n"
+        "if sys.argv[1] == 'pin' and not pin_malloc_thresholds(): print('no glibc'); raise SystemExit\n"
         "sys.argv = ['mnist.py', '--quiet', '--epochs', '2', '--train-subset', '10000', '--test-subset', '2000']\n"
         "try: runpy.run_path('examples/mnist.py', run_name='__main__')\n"
         "except SystemExit: pass\n"
