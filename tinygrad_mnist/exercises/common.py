@@ -12,7 +12,9 @@ import inspect
 import sys
 import traceback
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -49,6 +51,14 @@ DIAGNOSES = {
     "overlapping-windows-overwrite": "where windows overlap (stride < kernel_size), one input "
     "element can be the largest of several windows; its gradient is the sum of theirs. An "
     "assignment grad_x[index] = grad_out keeps only the last; np.add.at(grad_x, index, grad_out) adds.",
+    "grad-out-written-in-place": "backward wrote into grad_out (grad_out *= ..., grad_out[...] = ..., "
+    "or out=grad_out). grad_out belongs to the graph, not to your op: where a tensor is used twice, "
+    "the same array is passed on to the other ops, and changing it changes their gradients too. "
+    "Return a new array instead: return grad_out * local_derivative.",
+    "state-not-saved": "state_dict() must hold every array step() keeps from one step to the next, "
+    "so that load_state_dict() resumes exactly where the run stopped. Ask the base class for each "
+    "kind of state with self.per_parameter_state(\"name\") (a list with one array or None per "
+    "parameter, filled in step()), as optim.SGD does; then state_dict and load_state_dict work unchanged.",
     "not-implemented": "this part still raises NotImplementedError: write it, then check again.",
 }
 
@@ -100,7 +110,7 @@ def load_file(path, names):
         spec.loader.exec_module(module)
     except SyntaxError as error:
         raise CheckFailed(f"{path} does not parse: line {error.lineno}: {error.msg}") from None
-    except Exception as error:  # noqa: BLE001 - any failure on import is the learner's to see
+    except BaseException as error:  # noqa: BLE001 - SystemExit, KeyboardInterrupt too: the learner's to see
         raise CheckFailed(f"importing {path} failed: {describe(error, path)}") from None
     missing = [name for name in names if not hasattr(module, name)]
     if missing:
@@ -127,18 +137,38 @@ def describe(error, path=None):
 
 
 def call(module, what, function, *args, **kwargs):
-    """Call the learner's code; NotImplementedError and crashes become a CheckFailed naming `what`."""
+    """Call the learner's code; NotImplementedError and crashes become a CheckFailed naming `what`.
+    numpy's error handling is the checker's again afterwards, whatever np.seterr the code called."""
+    errors = np.geterr()
     try:
         return function(*args, **kwargs)
     except NotImplementedError:
         raise CheckFailed(f"{what} is not written yet (it raises NotImplementedError)", "not-implemented") from None
     except CheckFailed:
         raise
-    except Exception as error:  # noqa: BLE001
+    except BaseException as error:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are the learner's too
         diagnosis = None
         if isinstance(error, ValueError) and "broadcast" in str(error):
             diagnosis = getattr(module, "__broadcast_diagnosis__", None)
+        elif isinstance(error, ValueError) and "read-only" in str(error) and ".backward" in what:
+            diagnosis = "grad-out-written-in-place"
         raise CheckFailed(f"{what} raised {describe(error, getattr(module, '__checked_path__', None))}", diagnosis) from None
+    finally:
+        np.seterr(**errors)
+
+
+def read_only(array):
+    """A copy of `array` that cannot be written: what backward gets as grad_out in the checks."""
+    array = np.array(array)
+    array.flags.writeable = False
+    return array
+
+
+def quiet_reference(reference, *args, **kwargs):
+    """The checker's reference under numpy's error handling of its own, so an np.seterr(all="raise")
+    in the learner's file cannot make the checker's own arithmetic raise."""
+    with np.errstate(all="ignore"):
+        return reference(*args, **kwargs)
 
 
 def show(array):
@@ -179,9 +209,9 @@ def check_op(module, op, arrays, options, reference, label, needs=None, reductio
     call_text = f"{name}.apply({', '.join('shape ' + str(np.shape(a)) for a in arrays)}{', ' + shown_options if shown_options else ''})"
     module.__broadcast_diagnosis__ = "reduced-axis-not-put-back" if reduction else "not-summed-to-broadcast-input"
     rng = np.random.default_rng(zlib.crc32(label.encode()))
-    expected_out, _ = reference(None, *arrays, **options)
+    expected_out, _ = quiet_reference(reference, None, *arrays, **options)
     if needs is None:
-        _, probe = reference(np.ones(np.shape(expected_out)), *arrays, **options)
+        _, probe = quiet_reference(reference, np.ones(np.shape(expected_out)), *arrays, **options)
         needs = [gradient is not None for gradient in probe]
     tensors = [Tensor(np.array(a, dtype=np.float64), requires_grad=need) for a, need in zip(arrays, needs)]
 
@@ -197,7 +227,7 @@ def check_op(module, op, arrays, options, reference, label, needs=None, reductio
 
     grad_out = rng.standard_normal(out.shape)
     ctx = out._ctx
-    grads = call(module, f"{name}.backward ({label})", op.backward, ctx, grad_out.copy())
+    grads = call(module, f"{name}.backward ({label})", op.backward, ctx, read_only(grad_out))
     if type(grads) is not tuple:
         grads = (grads,) if not isinstance(grads, list) else tuple(grads)
     if len(grads) != len(tensors):
@@ -205,7 +235,7 @@ def check_op(module, op, arrays, options, reference, label, needs=None, reductio
             f"{name}.backward returned {len(grads)} gradient(s) for the {len(tensors)} inputs of "
             f"{call_text}", "wrong-number-of-gradients"
         )
-    _, expected_grads = reference(grad_out, *arrays, **options)
+    _, expected_grads = quiet_reference(reference, grad_out, *arrays, **options)
     for index, (got, want, tensor) in enumerate(zip(grads, expected_grads, tensors)):
         if want is None or not tensor.requires_grad:
             continue
@@ -262,6 +292,77 @@ def keyword_diagnosis(module, op, options, reference, arrays, label):
             continue
         return "keyword-not-read-in-backward"
     return None
+
+
+# ----- probes: what the parent re-checks in its own process (process.py) ---------------------------
+class Probe(NamedTuple):
+    """A fresh case for the learner's op `op` (a name in NAMES): the child runs it, the parent
+    compares the output and gradients with `reference` (as check_op's); `needs` as check_op's."""
+
+    op: str
+    label: str
+    arrays: list
+    options: dict
+    reference: Callable
+    needs: tuple | None = None
+    rtol: float = 1e-6
+    atol: float = 1e-9
+
+
+SUSPECT = ("the steps above passed in the process that ran your file, so something there changed "
+           "what they saw: does your file assign to numpy or to the checker's modules?")
+
+
+def probe_cases(probes, rng):
+    """(probe, grad_out, needs) for each of `probes(rng)`: the same in both processes, from one seed."""
+    cases = []
+    for probe in probes(rng):
+        expected_out, _ = quiet_reference(probe.reference, None, *probe.arrays, **probe.options)
+        grad_out = rng.standard_normal(np.shape(expected_out))
+        needs = probe.needs
+        if needs is None:
+            _, gradients = quiet_reference(probe.reference, grad_out, *probe.arrays, **probe.options)
+            needs = tuple(gradient is not None for gradient in gradients)
+        cases.append((probe, grad_out, needs))
+    return cases
+
+
+def run_op_probes(module, probes, rng):
+    """In the child: the learner's ops on the probes' inputs; {"i.out": ..., "i.grad.k": ...}."""
+    results = {}
+    for index, (probe, grad_out, needs) in enumerate(probe_cases(probes, rng)):
+        op = getattr(module, probe.op)
+        tensors = [Tensor(np.array(a, dtype=np.float64), requires_grad=need) for a, need in zip(probe.arrays, needs)]
+        out = call(module, f"{probe.op}.forward ({probe.label})", op.apply, *tensors, **probe.options)
+        grads = call(module, f"{probe.op}.backward ({probe.label})", op.backward, out._ctx, read_only(grad_out))
+        grads = grads if isinstance(grads, (tuple, list)) else (grads,)
+        results[f"{index}.out"] = out.data
+        for position, grad in enumerate(grads):
+            if grad is not None:
+                results[f"{index}.grad.{position}"] = call(module, f"{probe.op}.backward's gradient", np.asarray, grad, dtype=np.float64)
+    return results
+
+
+def verify_op_probes(probes, results, rng):
+    """In the parent: each probe's output and gradients against the reference, with this process's numpy."""
+    for index, (probe, grad_out, needs) in enumerate(probe_cases(probes, rng)):
+        expected_out, expected_grads = quiet_reference(probe.reference, grad_out, *probe.arrays, **probe.options)
+        wanted = [(f"{index}.out", "forward", expected_out, probe.rtol, probe.atol)]
+        wanted += [(f"{index}.grad.{position}", f"backward's gradient for input {position}", want, 1e-5, 1e-8)
+                   for position, want in enumerate(expected_grads) if want is not None and needs[position]]
+        for key, what, want, rtol, atol in wanted:
+            got = results.get(key)
+            if got is None or got.shape != np.shape(want):
+                problem = "is missing" if got is None else f"has shape {got.shape}, expected {np.shape(want)}"
+            else:
+                bad = first_mismatch(got, want, rtol, atol)
+                if bad is None:
+                    continue
+                problem = f"at index {bad} is {got[bad]:.10g}, expected {np.asarray(want)[bad]:.10g}"
+            raise CheckFailed(
+                f"re-checked in the checker's own process on fresh inputs ({probe.op}, {probe.label}), "
+                f"{probe.op}'s {what} {problem}; {SUSPECT}"
+            )
 
 
 # ----- MNIST, for a short training run -----------------------------------------------------------
