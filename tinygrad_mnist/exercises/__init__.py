@@ -45,7 +45,7 @@ def check(name, path, train=True, out=None, timeout=TIMEOUT):
     if not timeout > 0:
         raise UsageError(f"the timeout must be a positive number of seconds; got {timeout}")
     print(f"checking {path} as exercise {EXERCISES.index(name) + 1}, {name}: {checker.TITLE}", file=out, flush=True)
-    return run_check(name, Path(path).resolve(), train, out, timeout)
+    return run_check(name, path, train, out, timeout)
 
 
 __all__ = ["EXERCISES", "CheckFailed", "UsageError", "check", "exercise"]
