@@ -334,7 +334,7 @@ def run_op_probes(module, probes, rng):
         op = getattr(module, probe.op)
         tensors = [Tensor(np.array(a, dtype=np.float64), requires_grad=need) for a, need in zip(probe.arrays, needs)]
         out = call(module, f"{probe.op}.forward ({probe.label})", op.apply, *tensors, **probe.options)
-        grads = call(module, f"{probe.op}.backward ({probe.label})", op.backward, out._ctx, read_only(grad_out))
+        grads = call(module, f"{probe.op}.backward ({probe.label})", op.backward, out.grad_fn, read_only(grad_out))
         grads = grads if isinstance(grads, (tuple, list)) else (grads,)
         results[f"{index}.out"] = out.data
         for position, grad in enumerate(grads):
