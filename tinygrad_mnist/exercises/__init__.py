@@ -4,8 +4,9 @@
     python -m tinygrad_mnist.exercises check elu my_elu.py
 
 Each exercise of docs/exercises.md has a module here with `NAMES` (what the learner's file must
-define), `TITLE`, and `check(module, report, train=True)`, and may define `probes(rng)` (fresh cases for
-its ops) or `probe(module, rng)` and `verify(results, rng)`. A check imports the learner's file,
+define), `TITLE`, and `check(module, report, train=True)`; it may also define `probes(rng)`, fresh
+cases for its ops (probes.py), or `probe(module, rng)` and `verify(results, rng)` for anything else
+the parent should re-check itself (rmsprop.py). A check imports the learner's file,
 compares it with a reference, gradchecks it and, where it makes sense, trains with it; at the
 first problem it stops with a message saying what is wrong, and, for the usual mistakes, a named
 diagnosis saying what to do. The learner's file runs in a child process, and this process has

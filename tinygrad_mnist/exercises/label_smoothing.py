@@ -8,7 +8,8 @@ import numpy as np
 
 from ..gradcheck import GradcheckError, gradcheck
 from ..tensor import Tensor
-from .common import CheckFailed, Probe, call, check_op, first_mismatch
+from .common import CheckFailed, call, check_op, first_mismatch
+from .probes import Probe
 
 TITLE = "label-smoothing cross-entropy, composite and fused, measured"
 NAMES = ("smoothed_cross_entropy_composite", "SmoothedCrossEntropy", "smoothed_cross_entropy_fused", "measure")

@@ -8,7 +8,8 @@ import numpy as np
 
 from ..gradcheck import GradcheckError, gradcheck
 from ..tensor import Tensor
-from .common import CheckFailed, Probe, call, check_op
+from .common import CheckFailed, call, check_op
+from .probes import Probe
 
 TITLE = "log-sum-exp over an axis, a reduction"
 NAMES = ("LogSumExp",)

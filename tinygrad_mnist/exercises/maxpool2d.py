@@ -11,7 +11,8 @@ import numpy as np
 
 from ..gradcheck import GradcheckError, gradcheck
 from ..tensor import Tensor
-from .common import CheckFailed, Probe, call, check_op
+from .common import CheckFailed, call, check_op
+from .probes import Probe
 
 TITLE = "MaxPool2d from scratch (the hard one)"
 NAMES = ("MaxPool2d",)

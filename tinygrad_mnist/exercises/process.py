@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import CheckFailed, describe, load_file
+from .probes import run_op_probes, verify_op_probes
 
 CHILD = "import sys; from tinygrad_mnist.exercises.process import child_main; child_main(*sys.argv[1:3], sys.argv[3] == 'train')"
 TIMEOUT = 120  # seconds a step may take: a training run takes a few on an idle machine, 35 on a loaded one
@@ -165,8 +166,6 @@ def _end(child):
 def verify(checker, results, seed):
     """The parent's own check of the probes' results, against the exercise's reference."""
     if hasattr(checker, "probes"):
-        from .common import verify_op_probes
-
         verify_op_probes(checker.probes, results, np.random.default_rng(seed))
     elif hasattr(checker, "verify"):
         checker.verify(results, np.random.default_rng(seed))
@@ -245,8 +244,6 @@ def child_main(name, path, train):
 def probe(checker, module, seed):
     """The learner's code on this run's fresh inputs, for the parent to verify."""
     if hasattr(checker, "probes"):
-        from .common import run_op_probes
-
         return run_op_probes(module, checker.probes, np.random.default_rng(seed))
     if hasattr(checker, "probe"):
         return checker.probe(module, np.random.default_rng(seed))

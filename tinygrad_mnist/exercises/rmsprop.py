@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..tensor import Tensor
-from .common import SUSPECT, CheckFailed, call, load_mnist_subset, train_and_score
+from .common import CheckFailed, call, load_mnist_subset, train_and_score
+from .probes import SUSPECT
 
 from ..optim import Optimizer
 

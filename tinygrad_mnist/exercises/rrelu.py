@@ -8,7 +8,8 @@ import numpy as np
 
 from ..gradcheck import GradcheckError, gradcheck
 from ..tensor import Tensor
-from .common import CheckFailed, Probe, call, check_op, load_mnist_subset, train_and_score
+from .common import CheckFailed, call, check_op, load_mnist_subset, train_and_score
+from .probes import Probe
 
 TITLE = "RReLU, a layer with randomness and train()/eval() modes"
 NAMES = ("SlopedReLU", "RReLU")

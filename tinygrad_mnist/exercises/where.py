@@ -7,7 +7,8 @@ import numpy as np
 
 from ..gradcheck import GradcheckError, gradcheck
 from ..tensor import Tensor
-from .common import CheckFailed, Probe, call, check_op
+from .common import CheckFailed, call, check_op
+from .probes import Probe
 
 TITLE = "where(condition, a, b), an op with three inputs"
 NAMES = ("Where",)
