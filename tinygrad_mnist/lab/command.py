@@ -221,6 +221,7 @@ class StopRequest:
         self.requested, self.deferring, self.stopping = None, False, False
 
     def install(self):
+        """Handle SIGINT and SIGTERM with this object from now to the exit; returns it."""
         for signum in SIGNAL_NAMES:
             signal.signal(signum, self._handle)
         return self
