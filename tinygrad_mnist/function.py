@@ -23,7 +23,7 @@ class Context:
       options           every keyword argument of forward as this call used it, defaults included
       needs_input_grad  one bool per input: `backward` may return None where it is False
       function, inputs  the Function subclass and the input Tensors (the engine's; read only)
-      changes_before    how many in-place changes the library had made when the op ran (see _count_change)
+      changes_before    how many in-place changes the library had made when the op ran (in_place_changes)
     """
 
     def __init__(self, function, inputs, options, needs_input_grad):
@@ -83,16 +83,9 @@ class Function:
         return result
 
 
-in_place_changes = 0  # every in-place change the library made, in any tensor: a clock that only moves forward
-
-
-def _count_change(tensor):
-    """Count an in-place change of `tensor`: its version goes up (Tensor._version, as PyTorch's) and it is
-    stamped with the clock, so backward() sees which saved tensors changed after their op ran."""
-    global in_place_changes
-    in_place_changes += 1
-    tensor._version_counter[0] += 1
-    tensor._version_counter[1] = in_place_changes
+# every in-place change the library made, in any tensor (Tensor.add_ and the others count them): a
+# clock that only moves forward. A Context keeps its value; a changed tensor is stamped with it.
+in_place_changes = 0
 
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

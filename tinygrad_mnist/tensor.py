@@ -41,7 +41,7 @@ class Tensor:
             raise TypeError("a bool tensor (a mask) cannot require grad; use dtype='float32' for numbers to differentiate")
         self.name = name
         self._ctx = None  # the Context of the op that made this tensor; None for a leaf
-        self._version_counter = [0, 0]  # [in-place changes, clock of the last] (function._count_change); views share it
+        self._version_counter = [0, 0]  # [in-place changes, function.in_place_changes at the last]; views share it
 
     # ----- what a tensor is --------------------------------------------------------------------
     shape = property(lambda self: self.data.shape, doc="The size of each axis, a tuple: (64, 784) for 64 flat images.")
@@ -440,7 +440,10 @@ def _in_place(tensor, name, other):
         except ValueError:
             raise ValueError(f"{name}: a value of shape {other.shape} does not broadcast to the tensor's shape "
                              f"{tensor.shape}") from None
-    function._count_change(tensor)  # every op that saved this tensor's data will know it changed
+    # count the change: the version goes up (as PyTorch's), and the stamp tells backward() it came after
+    # every op recorded before it, so an op that saved this tensor's data refuses to compute with it
+    function.in_place_changes += 1
+    tensor._version_counter[:] = tensor._version_counter[0] + 1, function.in_place_changes
     return other
 
 
@@ -453,8 +456,11 @@ def _compare(op, symbol, tensor, other):
             return NotImplemented
     except ValueError:  # ragged lists
         return NotImplemented
-    ops._check_broadcast(symbol, tensor.shape, np.shape(other))
-    return Tensor(op(tensor.data, other))
+    try:
+        return Tensor(op(tensor.data, other))
+    except ValueError:
+        raise ValueError(f"{symbol}: shapes {tensor.shape} and {np.shape(other)} do not broadcast (each axis, counted "
+                         "from the right, must be equal or 1); reshape one of them") from None
 
 
 def _mask(item, symbol):
