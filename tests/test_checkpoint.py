@@ -1,6 +1,7 @@
 """Checkpoints: atomic writes, exact round trips, and refusing every file that cannot be trusted."""
 
 import errno
+import hashlib
 import io
 import json
 import os
@@ -188,7 +189,7 @@ def test_any_byte_of_the_record_changed_is_refused_even_when_the_json_means_the_
 
 def test_a_checkpoint_of_the_older_format_says_it_was_made_by_an_older_version(tmp_path):
     path = tmp_path / "old.npz"  # as the first format wrote it: the checksum covered only the arrays
-    record = {"format": "tinygrad_mnist.lab.checkpoint/1", "sha256": "0" * 64, "epoch": 1}
+    record = {"format": "tinygrad_mnist.checkpoint/1", "sha256": "0" * 64, "epoch": 1}
     np.savez(path, **{"model/0.weight": np.zeros((5, 6), np.float32)}, meta=np.array(json.dumps(record)))
     with pytest.raises(CheckpointError, match="made by an older version of tinygrad_mnist"):
         load_checkpoint(path)
@@ -266,6 +267,59 @@ def test_a_text_file_is_refused_without_advice_about_pickles(tmp_path):
     assert "pickle" not in str(caught.value)
 
 
+def _members(path):
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _write_zip(path, members):
+    """A consistent zip of `members` (name -> bytes): CRCs and sizes right, whatever the bytes."""
+    path.unlink(missing_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def _npy(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("member", ["meta.npy", "sha256.npy"])
+def test_text_beyond_unicode_is_refused_even_with_the_zip_crc_made_right(tmp_path, member):
+    # str() of a numpy unicode array whose one character is past U+10FFFF raises SystemError
+    path = save_checkpoint(tmp_path / "run.npz", small_model().state_dict(), epoch=1)
+    members = _members(path)
+    members[member] = _npy(np.array("x"))[:-4] + b"\xff\xff\xff\xff"
+    _write_zip(path, members)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_an_empty_array_with_a_dimension_past_int64_is_refused(tmp_path):
+    # the record, the header and the checksum agree on (0, 10**30), a shape np.load cannot make
+    record = json.dumps({"format": "tinygrad_mnist.checkpoint/2", "arrays": {"model/w": ["<f4", [0, 10**30]]}, "meta": {}})
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (0, 10**30)})
+    _write_zip(tmp_path / "run.npz", {"meta.npy": _npy(np.array(record)), "model/w.npy": header.getvalue(),
+                                      "sha256.npy": _npy(np.array(hashlib.sha256(record.encode()).hexdigest()))})
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "run.npz")
+
+
+def test_a_long_npy_header_is_refused_before_python_parses_it(tmp_path):
+    # numpy's own limit is 10,000 characters, but Python's parser raises MemoryError on "---...1"
+    # from about 5,000: the reader allows 1,024 (numpy writes 128)
+    path = save_checkpoint(tmp_path / "run.npz", small_model().state_dict(), epoch=1)
+    members = _members(path)
+    header = ("-" * 8000 + "1").encode()
+    members["meta.npy"] = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+    _write_zip(path, members)
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(path)
+
+
 def _with_header_shape(path, shape, record_shape=None):
     """Rewrite model/0.weight's .npy header (and, if given, the record) to declare another shape,
     keeping the data as it is: a small file that claims a huge array."""
@@ -317,7 +371,7 @@ def _compressed_zeros_bomb(path, gigabytes=1.2):
     npy_header = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
     payload = zlib.compressobj(9, zlib.DEFLATED, -15)
     head = payload.compress(npy_header) + payload.flush(zlib.Z_FULL_FLUSH)
-    record = {"format": "tinygrad_mnist.lab.checkpoint/2", "arrays": {"model/0.weight": ["<f4", [elements]]}, "meta": {}}
+    record = {"format": "tinygrad_mnist.checkpoint/2", "arrays": {"model/0.weight": ["<f4", [elements]]}, "meta": {}}
     meta = io.BytesIO()
     np.save(meta, np.array(json.dumps(record)))
     with zipfile.ZipFile(path, "w") as archive:
@@ -537,3 +591,11 @@ def test_the_guard_reports_a_folder_it_cannot_write_to(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
     with pytest.raises(OutputError, match="run.npz: cannot write in .* \\(the file system is read-only\\)"):
         check_outputs({"--save": tmp_path / "run.npz"})
+
+
+def test_the_format_name_stays_the_one_older_files_carry(tmp_path):
+    # the name is the file format's, not the module's: moving the module into lab/ must not make
+    # every checkpoint saved before the move unreadable
+    path = save_checkpoint(tmp_path / "run.npz", {"w": np.zeros(2, np.float32)})
+    with np.load(path) as members:
+        assert json.loads(str(members["meta"]))["format"] == "tinygrad_mnist.checkpoint/2"
