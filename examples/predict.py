@@ -66,8 +66,8 @@ def classify(model, digits):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:  # the path written, before anything is read (lab/command.py)
-        command.check_outputs({"--show": args.show}, {"--model": args.model, "IMAGE": args.images}, args.overwrite)
+    try:  # the path written, before anything is read (lab/command.py); locked while main runs
+        _outputs = command.check_outputs({"--show": args.show}, {"--model": args.model, "IMAGE": args.images}, args.overwrite)
     except command.OutputError as error:
         print(f"predict.py: error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -68,8 +68,8 @@ def save_model(path, model):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:  # the paths written, before any work (lab/command.py)
-        command.check_outputs({"--out": args.out, "--back": args.back}, {"CHECKPOINT": args.checkpoint}, args.overwrite)
+    try:  # the paths written, before any work (lab/command.py); locked while main runs
+        _outputs = command.check_outputs({"--out": args.out, "--back": args.back}, {"CHECKPOINT": args.checkpoint}, args.overwrite)
     except command.OutputError as error:
         print(f"to_torch.py: error: {error}", file=sys.stderr)
         sys.exit(2)
