@@ -200,8 +200,9 @@ def test_a_resumed_run_continues_its_metrics_log_as_the_unbroken_run_wrote_it(mn
 
 # ----- 16. SIGTERM and double Ctrl-C -----------------------------------------------------------------
 def start_training(mnist_dir, path, *extra):
-    process = subprocess.Popen([sys.executable, "-u", str(REPO / "examples" / "mnist.py"), "--train-subset", "3000",
-                                "--test-subset", "100", "--hidden", "16", "--batch-size", "16", "--epochs", "3",
+    # 750 steps an epoch, about 1 s on an idle machine: the signals below arrive while it trains
+    process = subprocess.Popen([sys.executable, "-u", str(REPO / "examples" / "mnist.py"), "--train-subset", "6000",
+                                "--test-subset", "100", "--hidden", "16", "--batch-size", "8", "--epochs", "3",
                                 "--quiet", "--save", str(path), *extra], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, cwd=REPO,
                                env=dict(os.environ, TINYGRAD_MNIST_DATA=str(mnist_dir)))
@@ -232,7 +233,7 @@ def test_two_quick_ctrl_c_never_print_a_traceback(mnist_dir, tmp_path):
     outcomes = []
     for trial in range(12):
         process = start_training(mnist_dir, tmp_path / f"r{trial}.npz")
-        time.sleep(0.05 * trial)
+        time.sleep(0.025 * trial)  # from the first step to a quarter of the first epoch
         process.send_signal(signal.SIGINT)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
