@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tinygrad_mnist import Function, GradcheckError, Tensor, gradcheck
-from tinygrad_mnist.exercises import EXERCISES, check
+from tinygrad_mnist.exercises import EXERCISES, check, exercise
 from tinygrad_mnist.exercises.common import DIAGNOSES, CheckFailed, check_op
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,8 +60,50 @@ def test_every_skeleton_fails_saying_it_is_not_written_yet(name):
 
 
 # ----- each named diagnosis fires on the mistake it names ----------------------------------------
+BACKWARD_BREADTH_FIRST = """    order, seen, queue = [], {root}, [root]
+    while queue:  # breadth first, nearest the root first: not an order of the graph
+        tensor = queue.pop(0)
+        order.append(tensor)
+        if tensor.grad_fn is not None:
+            for parent in tensor.grad_fn.inputs:
+                if parent not in seen:
+                    seen.add(parent)
+                    queue.append(parent)
+    return order[::-1]
+    stack = []
+    while stack:
+"""
+BACKWARD_RECURSIVE = """    order, seen = [], set()
+
+    def visit(tensor):
+        if tensor in seen:
+            return
+        seen.add(tensor)
+        if tensor.grad_fn is not None:
+            for parent in tensor.grad_fn.inputs:
+                visit(parent)
+        order.append(tensor)
+
+    visit(root)
+    return order
+    stack = []
+    while stack:
+"""
 BROKEN = [
     # (exercise, a line of the solution, what a learner wrote instead, the diagnosis)
+    ("backward", "grads[parent] = grads[parent] + parent_grad if parent in grads else parent_grad",
+     "grads[parent] = parent_grad", "overwrote-instead-of-adding"),
+    ("backward", "    order, seen, stack = [], set(), [(root, False)]\n    while stack:\n", BACKWARD_BREADTH_FIRST,
+     "visited-before-all-users"),
+    ("backward", "    order, seen, stack = [], set(), [(root, False)]\n    while stack:\n", BACKWARD_RECURSIVE, "recursion-limit"),
+    ("backward", "if parent_grad is None or not parent.requires_grad:", "if parent_grad is None:", "branch-needs-no-gradient"),
+    ("backward", "grad = grads.pop(tensor, None)", "grad = grads.pop(tensor, np.zeros_like(tensor.data))", "unused-input"),
+    ("backward", "grads[parent] = grads[parent] + parent_grad if parent in grads else parent_grad",
+     "if parent in grads:\n                grads[parent] += parent_grad\n            else:\n                grads[parent] = parent_grad",
+     "shared-or-read-only-gradient"),
+    ("backward", "tensor.grad = grad.copy() if tensor.grad is None else tensor.grad + grad",
+     "tensor.grad = grad if tensor.grad is None else tensor.grad + grad", "shared-or-read-only-gradient"),
+    ("backward", "    grads = {root: np.ones_like(root.data)}", "    return root.backward()\n    grads = {}", "called-the-engine"),
     ("elu", "return grad_out * np.where(x > 0, 1.0, out + alpha)",
      "return grad_out * np.where(x > 0, 1.0, -(out + alpha))", "wrong-sign"),
     ("elu", 'alpha = ctx.options["alpha"]', "alpha = 1.0", "keyword-not-read-in-backward"),
@@ -97,6 +139,8 @@ def test_a_broken_copy_of_a_solution_fails_with_the_named_diagnosis(name, line, 
 
 
 def test_every_named_diagnosis_is_triggered_by_a_test():
+    for name in EXERCISES:
+        exercise(name)  # an exercise's module adds its own diagnoses when imported
     covered = {diagnosis for *_, diagnosis in BROKEN} | {"not-implemented"}
     covered |= {"reduced-axis-not-put-back"}  # also by the square-input test below
     assert covered == set(DIAGNOSES)
