@@ -124,6 +124,18 @@ BROKEN = [
      "self.momentum * self.running_mean + (1 - self.momentum) * batch_mean", "momentum-reversed"),
     ("maxpool2d", "np.add.at(grad_x, (batch, channel, rows, cols), grad_out)",
      "grad_x[batch, channel, rows, cols] = grad_out", "overlapping-windows-overwrite"),
+    ("maxpool2d", 's = k if ctx.options["stride"] is None else ctx.options["stride"]\n        n, c',
+     "s = k\n        n, c", "stride-hard-coded-in-backward"),
+    ("maxpool2d", 's = k if ctx.options["stride"] is None else ctx.options["stride"]\n        n, c',
+     "s = 2\n        n, c", "stride-hard-coded-in-backward"),
+    ("elu", "return grad_out * np.where(x > 0, 1.0, out + alpha)", "return np.where(x > 0, 1.0, out + alpha)",
+     "forgot-grad-out"),
+    ("batchnorm", "grad_x = (g - g.mean(axis=0) - x_hat * (g * x_hat).mean(axis=0)) * inv_std",
+     "grad_x = (g - x_hat * (g * x_hat).mean(axis=0)) * inv_std", "mean-path-missing"),
+    ("batchnorm", "grad_x = (g - g.mean(axis=0) - x_hat * (g * x_hat).mean(axis=0)) * inv_std",
+     "grad_x = (g - g.mean(axis=0)) * inv_std", "variance-path-missing"),
+    ("batchnorm", "grad_x = (g - g.mean(axis=0) - x_hat * (g * x_hat).mean(axis=0)) * inv_std",
+     "grad_x = g * inv_std", "mean-and-variance-paths-missing"),
 ]
 
 
@@ -237,6 +249,18 @@ def test_docs_give_every_exercise_its_skeleton_check_command_and_solution():
         assert f"`examples/exercises/{name}.py`" in text, name
         assert f"`examples/solutions/{name}.py`" in text, name
         assert f"python -m tinygrad_mnist.exercises check {name} " in text, name
+
+
+def test_the_sample_output_in_the_docs_is_what_the_checker_prints(tmp_path, monkeypatch):
+    text = (ROOT / "docs" / "exercises.md").read_text(encoding="utf-8")
+    sample = text.split("stops at the first that did not:\n\n```\n", 1)[1].split("\n```", 1)[0]
+    source = (SOLUTIONS / "where.py").read_text(encoding="utf-8")
+    (tmp_path / "my_where.py").write_text(source.replace("unbroadcast(np.where(mask, 0, grad_out), b_shape)",
+                                                         "np.where(mask, 0, grad_out)"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    passed, output = run_check("where", "my_where.py")
+    assert not passed
+    assert output.rstrip("\n") == sample
 
 
 # ----- gradcheck shows where it failed -----------------------------------------------------------
