@@ -283,3 +283,16 @@ def test_gradcheck_error_shows_the_input_value_and_the_upstream_gradient_at_the_
     message = str(error.value)
     assert "at index (1, 0)" in message
     assert "there the input is 2 and the upstream gradient grad_out is -0.25" in message
+
+
+def test_the_backward_exercise_re_checks_on_a_graph_of_fresh_numbers():
+    from tinygrad_mnist.exercises import backward
+    from tinygrad_mnist.exercises.common import load_file
+
+    solution = load_file(SOLUTIONS / "backward.py", backward.NAMES)
+    results = backward.probe(solution, np.random.default_rng(11))
+    backward.verify(results, np.random.default_rng(11))  # the engine agrees on the same graph
+    assert "grad.2" not in results  # v: the op ignores it, so its .grad stays None
+    results["grad.0"] = results["grad.0"] * 2
+    with pytest.raises(CheckFailed, match="re-checked on a graph of fresh numbers, w.grad"):
+        backward.verify(results, np.random.default_rng(11))

@@ -291,3 +291,33 @@ def check(module, report, train=True):
         raise CheckFailed(f"after backward of (w * 1).sum() and then of (w * 2).sum(), w.grad is {_show(w.grad)}; "
                           "expected [3, 3, 3]: .grad adds up over backward() calls, as in PyTorch (zero_grad resets it)")
     report.ok("gradients add up over two backward() calls, as in PyTorch")
+
+
+# ----- fresh inputs, for a checker that re-checks in a process of its own ------------------------
+def fresh_graph(rng):
+    """A graph of this run's own numbers with every case in one: a tensor used twice, a diamond,
+    a broadcast add, an ignored input and a constant branch; (root, the tensors to compare)."""
+    w, b, v = (Tensor(rng.standard_normal(shape), requires_grad=True, name=name) for name, shape in
+               (("w", (3, 4)), ("b", (4,)), ("v", (4,))))
+    x = Tensor(rng.standard_normal((3, 4)), name="x")
+    e = named(x * w + b, "e")  # b broadcast over 3 rows
+    picked = Pick.apply(e * e + e.tanh().exp(), v * 2.0)  # e used three times, by paths of two lengths; v ignored
+    return (picked + x * 3.0).sum(), [w, b, v, e]
+
+
+def probe(module, rng):
+    """The learner's backward on this run's graph: {"grad.i": the i-th compared tensor's .grad}."""
+    root, tensors = fresh_graph(rng)
+    run_learner(module, root, "a graph of fresh numbers", None)
+    return {f"grad.{index}": tensor.grad for index, tensor in enumerate(tensors) if tensor.grad is not None}
+
+
+def verify(results, rng):
+    """The same graph built again from the same seed, with the engine's backward, against `results`."""
+    root, tensors = fresh_graph(rng)
+    root.backward()
+    for index, tensor in enumerate(tensors):
+        got, want = results.get(f"grad.{index}"), tensor.grad
+        if (got is None) != (want is None) or (want is not None and (got.shape != want.shape or not np.allclose(got, want, rtol=1e-10, atol=1e-12))):
+            raise CheckFailed(f"re-checked on a graph of fresh numbers, {tensor.name}.grad is {_show(got)}; the engine "
+                              f"gives {_show(want)}")
