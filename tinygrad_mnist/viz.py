@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import html
 import inspect
-import os
 import shutil
 from collections import deque
 from pathlib import Path
@@ -30,6 +29,7 @@ import graphviz
 import numpy as np
 
 from . import backward_steps
+from .atomic import write_atomically
 from .function import forward_defaults
 from .tensor import Tensor
 
@@ -381,16 +381,16 @@ def render(digraph, path):
     source_path = path.with_suffix(".dot")
     steps = _backward_steps(digraph) if file_format == "html" else None  # its errors come first, with or without dot
     if file_format == "dot" or not has_dot():
-        _write_atomically(source_path, digraph.source.encode("utf-8"))
+        write_atomically(source_path, lambda file: file.write(digraph.source.encode("utf-8")))
         return source_path
     try:
         image = digraph.pipe(format="svg" if steps is not None else file_format)
     except graphviz.ExecutableNotFound:
-        _write_atomically(source_path, digraph.source.encode("utf-8"))
+        write_atomically(source_path, lambda file: file.write(digraph.source.encode("utf-8")))
         return source_path
     if steps is not None:
         image = backward_steps.step_page(image, *steps).encode("utf-8")
-    _write_atomically(path, image)
+    write_atomically(path, lambda file: file.write(image))
     return path
 
 
@@ -406,15 +406,3 @@ def _backward_steps(picture):
         for item, node_id in node_ids.items() if isinstance(item, Tensor)
     }
     return steps, tensors
-
-
-def _write_atomically(path, data):
-    """Write to a temporary file beside `path`, then rename it: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

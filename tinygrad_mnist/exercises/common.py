@@ -265,11 +265,12 @@ def keyword_diagnosis(module, op, options, reference, arrays, label):
 def load_mnist_subset(train, test):
     """The first `train` training and `test` test images, normalized and flattened, with labels."""
     from ..lab.data import normalize
-    from ..lab.datasets import IDXError, MNISTNotFoundError, load_mnist
+    from ..lab.datasets import DatasetNotFoundError, load_mnist
+    from ..lab.idx import IDXError
 
     try:
         mnist = load_mnist().subset(train, test)
-    except (MNISTNotFoundError, IDXError) as error:
+    except (DatasetNotFoundError, IDXError) as error:
         raise CheckFailed(f"the training run needs the MNIST files: {error} (or check again with --no-train)") from None
     return (normalize(mnist.train_images, flatten=True), mnist.train_labels,
             normalize(mnist.test_images, flatten=True), mnist.test_labels)
