@@ -405,11 +405,10 @@ def test_render_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
     target = tmp_path / "graph.dot"
     target.write_text("old")
 
-    def failing_write(self, data):
-        Path.write_text(self, "half")  # part of the bytes made it to disk
+    def failing_fsync(descriptor):  # the bytes were written to the temporary file, then the disk filled up
         raise OSError("disk full")
 
-    monkeypatch.setattr(Path, "write_bytes", failing_write)
+    monkeypatch.setattr("tinygrad_mnist.atomic.os.fsync", failing_fsync)
     with pytest.raises(OSError, match="disk full"):
         render(draw_graph(micrograd_expression()), target)
     assert target.read_text() == "old"
