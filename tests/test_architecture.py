@@ -49,7 +49,8 @@ ALLOWED = {
                 "lab.settings"},
 }
 # the exercise checker: its modules use the layers, the gradient check and the checker's common part
-EXERCISE_ALLOWED = LAYERS | {"exercises", "exercises.common", "exercises.check", "exercises.exercise"}
+EXERCISE_ALLOWED = LAYERS | {"exercises", "exercises.common", "exercises.check", "exercises.exercise",
+                               "exercises.probes", "exercises.process"}
 ALLOWED["exercises.common"] = LAYERS | {"lab.data", "lab.datasets", "lab.idx"}
 
 
