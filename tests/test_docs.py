@@ -42,7 +42,7 @@ DOC_FILES = sorted(ROOT.glob("docs/*.md")) + ([ROOT / "README.md"] if (ROOT / "R
 SKIP_MARKER = "no-run"
 SUBMODULES = [
     "tensor", "function", "ops", "fused", "functional", "nn", "optim",
-    "gradcheck", "modes", "randomness", "reference", "viz", "conv",
+    "gradcheck", "modes", "randomness", "reference", "viz", "backward_steps", "conv",
     "atomic", "lab.checkpoint", "lab.data", "lab.datasets", "lab.idx", "lab.plots", "lab.digits", "lab.interop",
     "lab.extras", "lab.malloc", "lab.settings", "lab.models", "lab.run",
 ]

@@ -76,3 +76,4 @@ def test_graph_alone_draws_the_cnn_step_with_parameter_names(mnist_dir, tmp_path
     assert result.returncode == 0, result.stderr
     text = path.read_text()
     assert "Conv2d" in text and "MaxPool2d" in text and "0.weight" in text and "Training..." not in result.stdout
+    assert "rankdir=TB" in text  # a long graph, top to bottom: it reads at page width

@@ -38,6 +38,11 @@ class Context:
         """Keep arrays for `backward` (read them back as `ctx.saved`)."""
         self.saved = arrays
 
+    def __getattr__(self, name):  # only for a name no attribute has: say what PyTorch's is called here
+        if name == "saved_tensors":
+            raise AttributeError("ctx.saved_tensors is PyTorch's name; here what save_for_backward kept is ctx.saved")
+        raise AttributeError(f"'Context' object has no attribute {name!r}")
+
     def __repr__(self):
         return f"<Context of {self.function.__name__}>"
 

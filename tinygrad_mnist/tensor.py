@@ -100,7 +100,7 @@ class Tensor:
         are released after its backward, so a second backward() needs retain_graph=True in the first."""
         grads = {self: _seed_grad(self, grad)}  # tensor -> d self / d tensor, summed over its uses
         kept = set()  # ids of the arrays kept as some .grad in this pass (see _keep_grad)
-        for tensor in reversed(self._graph_order()):
+        for tensor in reversed(self.graph_order()):
             grad = grads.pop(tensor, None)
             if grad is None:
                 continue  # no path from here to self carried a gradient
@@ -122,8 +122,9 @@ class Tensor:
                 # a tensor used twice receives the sum of both gradients (the chain rule)
                 grads[parent] = grads[parent] + parent_grad if parent in grads else parent_grad
 
-    def _graph_order(self):
-        """Every tensor that self depends on and that requires grad, each after all of its inputs.
+    def graph_order(self):
+        """Every tensor that self depends on and that requires grad, each after all of its inputs: backward()
+        visits them in reverse (public so a tool can follow its exact order, as viz's step-by-step page does).
         Depth-first, with an explicit stack: a chain of 10,000 ops does not hit the recursion limit."""
         order, visited, stack = [], set(), [(self, False)]
         while stack:

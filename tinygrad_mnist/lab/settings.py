@@ -20,7 +20,7 @@ from .datasets import DATASETS
 # a model larger than this is refused before anything is allocated: 10^8 float32 parameters are
 # 400 MB, and training holds three copies (weights, gradients, momentum)
 MAX_PARAMETERS = 10**8
-GRAPH_SUFFIXES = (".svg", ".png", ".pdf", ".dot")
+GRAPH_SUFFIXES = (".svg", ".png", ".pdf", ".html", ".dot")  # .html: the page that steps through backward()
 
 
 class Setting(NamedTuple):
@@ -155,8 +155,8 @@ def parse_args(defaults, presets=None, argv=None, description=None, rules=SETTIN
         help="write each epoch's numbers here: JSON lines, or CSV if PATH ends in .csv")
     add("--plot", type=Path, metavar="PATH", help="after training, draw the loss, the accuracy, the confusion matrix "
         "and the test images most wrong to PATH (.png or .svg; needs matplotlib)")
-    add("--graph", type=Path, metavar="PATH", help="draw one training step's graph to PATH (.svg, .png, .pdf or .dot); "
-        "alone it only draws, with --epochs N it draws, then trains")
+    add("--graph", type=Path, metavar="PATH", help="draw one training step's graph to PATH (.svg, .png, .pdf or .dot; "
+        ".html: a page that steps through its backward pass); alone it only draws, with --epochs N it draws, then trains")
     add("--detect-anomaly", action="store_true", help="check every op for NaN/Inf (slower)")
     add("--quiet", action="store_true", help="no progress bars (there are none when stderr is not a terminal)")
     args = parser.parse_args(argv)
@@ -180,7 +180,7 @@ def parse_args(defaults, presets=None, argv=None, description=None, rules=SETTIN
     if args.data_dir is not None and not args.data_dir.is_dir():
         parser.error(f"--data-dir {args.data_dir} is not a folder")
     if args.graph is not None and args.graph.suffix.lower() not in GRAPH_SUFFIXES:
-        parser.error(f"--graph {args.graph}: end the file name with .svg, .png, .pdf or .dot")
+        parser.error(f"--graph {args.graph}: end the file name with .svg, .png, .pdf, .html or .dot")
     if args.plot is not None:
         from .plots import MissingMatplotlibError, check_plot_path
 
