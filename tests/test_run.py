@@ -418,6 +418,8 @@ def test_pinned_malloc_thresholds_stop_each_step_from_faulting_its_temporaries_i
     faults = {}
     for mode in ("default", "pin"):
         env = {**os.environ, "TINYGRAD_MNIST_DATA": str(mnist_dir)}
+        if mode == "default":
+            env["TINYGRAD_MNIST_MALLOC"] = "system"  # else the import pins them already
         result = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, timeout=300,
                                 cwd=REPO, env=env)
         assert result.returncode == 0, result.stderr

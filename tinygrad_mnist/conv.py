@@ -194,11 +194,17 @@ def tiled_windows(x, kernel):
 def tiled_max_backward(x, out, grad_out, kernel):
     """d loss/d x of max-pooling over tiles: grad_out where x is its tile's first maximum, else 0."""
     kernel_h, kernel_w = kernel
+    if grad_out.strides != out.strides:
+        # a gradient stored batch-outermost (Flatten's backward makes it so) is copied into out's
+        # layout first: a block operation over arrays of two layouts was measured 9x slower
+        aligned = np.empty_like(out)  # empty_like keeps out's memory layout
+        aligned[...] = grad_out
+        grad_out = aligned
     # (N, C, OH, kh, OW, kw) == (N, C, OH, 1, OW, 1): True at every maximum of a tile
     is_max = tiled_windows(x, kernel) == out[:, :, :, None, :, None]
     # a tie keeps only its first maximum in row-major order, as PyTorch: an offset stays True only
     # if no earlier offset of its tile was (after a ReLU, tiles of zeros are common)
-    seen = is_max[:, :, :, 0, :, 0].copy()
+    seen = is_max[:, :, :, 0, :, 0].copy(order="K")  # order="K": the layout of is_max, for fast ufuncs
     for offset in range(1, kernel_h * kernel_w):
         later = is_max[:, :, :, offset // kernel_w, :, offset % kernel_w]
         np.greater(later, seen, out=later)  # True > False: a maximum that none before it in the tile was

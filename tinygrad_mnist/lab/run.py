@@ -40,7 +40,7 @@ from .. import functional as F, nn
 from .checkpoint import CheckpointError, check_save_target, load_checkpoint, save_checkpoint
 from .datasets import DATASETS
 from .data import normalize
-from ..modes import AnomalyError, detect_anomaly, no_grad
+from ..modes import AnomalyError, detect_anomaly, no_grad, pin_malloc_thresholds
 from ..tensor import Tensor
 
 # a model larger than this is refused before anything is allocated: 10^8 float32 parameters are
@@ -602,30 +602,6 @@ class Session:
             kept = self._kept()
         print(f"\nStopped by Ctrl-C {self.position}; {kept}.", file=sys.stderr)
         sys.exit(130)
-
-
-# glibc's malloc serves a request of at least M_MMAP_THRESHOLD (128 KiB at start) with a fresh mmap,
-# and returns the top of its heap to the system when more than M_TRIM_THRESHOLD is free there; both
-# move with the sizes a process frees. So what a run did before (evaluating in chunks of 1000 or of
-# 5000 images) decided whether each training step's temporaries were handed back and faulted in
-# again: 223,000 against 121,000 page faults in two epochs of examples/mnist.py (docs/performance.md).
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers, from glibc's malloc.h
-PINNED_MMAP_THRESHOLD = 32 << 20  # glibc's own ceiling for the moving threshold: arrays below it stay in the heap
-PINNED_TRIM_THRESHOLD = 64 << 20  # keep up to 64 MiB of freed heap instead of returning and refaulting it
-
-
-def pin_malloc_thresholds():
-    """Fix glibc's malloc thresholds where a warm process ends up, so a step's speed no longer
-    depends on what the process did before. Both must be set: setting one turns off glibc's moving
-    of both, and the other stays at 128 KiB. Process-wide, so a program does it (main), not an
-    import. Returns False where there is no glibc (then nothing changes)."""
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, PINNED_MMAP_THRESHOLD) and libc.mallopt(M_TRIM_THRESHOLD, PINNED_TRIM_THRESHOLD))
-    except (OSError, AttributeError):
-        return False
 
 
 def main(train, errors=()):
