@@ -378,7 +378,8 @@ def measure(args):
         torch.set_num_threads(blas_threads())  # the same number of threads numpy's BLAS has
     print("## Machine\n")
     print(describe_machine(with_torch))
-    malloc = "pinned on import (mmap 32 MiB, trim 64 MiB)" if tinygrad_mnist.modes.malloc_pinned else "glibc's moving defaults"
+    pinned = getattr(tinygrad_mnist.modes, "malloc_pinned", False)  # (so the script also times older versions)
+    malloc = "pinned on import (mmap 32 MiB, trim 64 MiB)" if pinned else "glibc's moving defaults"
     print(f"- malloc thresholds: {malloc}")
     if not with_torch:
         print("\nPyTorch skipped: " + ("--no-torch given" if args.no_torch else "not installed (pip install torch to compare)"))
