@@ -39,7 +39,10 @@ def windows_of(x, kernel, stride):
 def batch_innermost_zeros(shape, dtype):
     """Zeros shaped (N, C, H, W), stored as (C, H, W, N): the layout these ops use (see the top of the file)."""
     batch, channels, height, width = shape
-    return np.zeros((channels, height, width, batch), dtype=dtype).transpose(3, 0, 1, 2)
+    # zeros_like of a transposed view makes an array in the view's layout that owns its memory, so
+    # the engine keeps it as a .grad as it is (it copies views: 3.6 MB a LeNet step); np.empty
+    # touches no memory, so the template costs nothing
+    return np.zeros_like(np.empty((channels, height, width, batch), dtype=dtype).transpose(3, 0, 1, 2))
 
 
 def window_pixels(i, j, out_shape, stride):
