@@ -9,8 +9,8 @@ import os
 from . import conv, functional, fused, modes, nn, ops, optim
 from .function import Context, Function, unbroadcast, unreduce
 from .gradcheck import GradcheckError, gradcheck
-from .nn import manual_seed
 from .modes import AnomalyError, detect_anomaly, enable_grad, is_grad_enabled, no_grad
+from .randomness import manual_seed
 from .tensor import Tensor
 
 __version__ = "0.1.0"

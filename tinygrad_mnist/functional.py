@@ -6,24 +6,35 @@ so a mistake is reported here, in terms of your tensors, not deep inside numpy.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import fused, ops
 from .conv import Conv2dOp, MaxPool2dOp
+from .randomness import default_generator
 from .tensor import Tensor
 
 
 def linear(x, weight, bias=None):
-    """x @ weight^T + bias.   x: (batch, in), weight: (out, in), bias: (out,) -> (batch, out)."""
-    if np.shape(x)[-1:] != weight.shape[1:]:
-        raise ValueError(
-            f"linear: input of shape {np.shape(x)} does not fit weight of shape {weight.shape}; "
-            f"the input's last axis must be {weight.shape[1]}"
-        )
-    if bias is not None and bias.shape != weight.shape[:1]:
-        raise ValueError(f"linear: bias of shape {bias.shape} does not fit weight of shape {weight.shape}; it must be {weight.shape[:1]}")
+    """x @ weight^T + bias.   x: (batch, in), weight: (out, in), bias: (out,) -> (batch, out).
+
+    The one check of a linear layer's input (`nn.Linear` calls this): a weight (out, in) is a
+    Linear(in, out), and the message says so, with the reshape that fixes flat-able images.
+    """
+    shape = x.shape if isinstance(x, Tensor) else np.shape(x)  # np.shape(tensor) costs 1 µs, 10 times more
+    if shape[-1:] != weight.shape[1:]:
+        if weight.ndim != 2:
+            raise ValueError(f"linear expects weight (out_features, in_features); got {weight.shape}")
+        out_features, in_features = weight.shape
+        fix = f"its last axis must be {in_features}"
+        if len(shape) > 2 and math.prod(shape[1:]) == in_features:
+            fix = f"flatten it to ({shape[0]}, {in_features}) first"
+        raise ValueError(f"Linear({in_features}, {out_features}) got input of shape {shape}; {fix}")
     if bias is None:
         return fused.LinearOp.apply(x, weight)
+    if bias.shape != weight.shape[:1]:
+        raise ValueError(f"linear: bias of shape {bias.shape} does not fit weight of shape {weight.shape}; it must be {weight.shape[:1]}")
     return fused.LinearOp.apply(x, weight, bias)
 
 
@@ -33,7 +44,13 @@ def relu(x):
 
 
 def leaky_relu(x, negative_slope=0.01):
-    """x where x > 0, negative_slope * x elsewhere."""
+    """x where x > 0, negative_slope * x elsewhere. The one check of the slope (`nn.LeakyReLU` calls this)."""
+    try:
+        finite = math.isfinite(negative_slope)
+    except TypeError:
+        finite = False
+    if not finite:
+        raise ValueError(f"leaky_relu: negative_slope must be a finite number, got {negative_slope!r}")
     return ops.LeakyReLUOp.apply(x, negative_slope=negative_slope)
 
 
@@ -99,9 +116,12 @@ def mse_loss(prediction, target):
 
 # ----- convolutions, pooling, dropout (the ops live in conv.py) ---------------------------------
 
-def _pair(value, name, function, minimum):
-    """An int or a pair of ints, each at least `minimum` -> a tuple (for height, for width)."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+def as_pair(value, name, function, minimum):
+    """An int or a pair of ints, each at least `minimum` -> a tuple (for height, for width).
+
+    The one check of a kernel size, stride or padding; `function` and `name` say whose, in the message.
+    """
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value) if np.iterable(value) else (value,)
     if len(pair) != 2 or not all(isinstance(item, (int, np.integer)) and item >= minimum for item in pair):
         raise ValueError(f"{function}: {name} must be an int >= {minimum} or a pair of them, got {value!r}")
     return tuple(int(item) for item in pair)
@@ -125,7 +145,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     bias (O,) or None; stride and padding an int or a (height, width) pair; padding adds zeros on
     each side. Returns (N, O, OH, OW) with OH = (H + 2 padding - kh) // stride + 1.
     """
-    stride, padding = _pair(stride, "stride", "conv2d", 1), _pair(padding, "padding", "conv2d", 0)
+    stride, padding = as_pair(stride, "stride", "conv2d", 1), as_pair(padding, "padding", "conv2d", 0)
     if weight.ndim != 4:
         raise ValueError(f"conv2d expects weight (out_channels, in_channels, kh, kw); got {weight.shape}")
     out_channels, channels, kernel_h, kernel_w = weight.shape
@@ -149,8 +169,8 @@ def max_pool2d(x, kernel_size, stride=None):
     No padding. The gradient goes to each window's maximum; among equal values, to the first in
     row-major order (as in PyTorch).
     """
-    kernel = _pair(kernel_size, "kernel_size", "max_pool2d", 1)
-    stride = kernel if stride is None else _pair(stride, "stride", "max_pool2d", 1)
+    kernel = as_pair(kernel_size, "kernel_size", "max_pool2d", 1)
+    stride = kernel if stride is None else as_pair(stride, "stride", "max_pool2d", 1)
     if x.ndim != 4:
         raise ValueError(_image_batch_hint("max_pool2d", x.shape, None))
     if x.shape[2] < kernel[0] or x.shape[3] < kernel[1]:
@@ -158,24 +178,22 @@ def max_pool2d(x, kernel_size, stride=None):
     return MaxPool2dOp.apply(x, kernel=kernel, stride=stride)
 
 
-_dropout_rng = np.random.default_rng()
-
-
-def dropout(x, p=0.5, training=True, rng=None):
+def dropout(x, p=0.5, training=True, generator=None):
     """Inverted dropout: in training, zero each element with probability p and scale the rest by 1 / (1 - p).
 
     The scaling keeps every element's expected value, so evaluation (training=False) is the
-    identity. rng: a numpy Generator for the mask (a fixed seed gives a fixed mask). A composite,
-    x * mask, so its gradient is grad_out * mask: dropped elements get no gradient.
+    identity. The one check of p (`nn.Dropout` calls this). Draws: in training with 0 < p < 1, one
+    mask from `generator` (a numpy Generator), or when None from the library's generator that
+    `manual_seed` seeds. A composite, x * mask, so its gradient is grad_out * mask: dropped
+    elements get no gradient.
     """
-    if not 0 <= p <= 1:
-        raise ValueError(f"dropout probability p must lie in [0, 1], got {p}")
+    if not (isinstance(p, (int, float, np.integer, np.floating)) and 0 <= p <= 1):
+        raise ValueError(f"dropout probability p must lie in [0, 1], got {p!r}")
     if not training or p == 0:
         return x
-    rng = _dropout_rng if rng is None else rng
     if p == 1:
         mask = np.zeros(x.shape, dtype=x.dtype)  # everything dropped (1 / (1 - p) would divide by 0)
     else:
-        keep = rng.random(x.shape, dtype=np.float32) >= p
+        keep = (default_generator if generator is None else generator).random(x.shape, dtype=np.float32) >= p
         mask = keep * np.asarray(1 / (1 - p), dtype=x.dtype)  # 0 or 1 / (1 - p), in x's dtype
     return x * mask

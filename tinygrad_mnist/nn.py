@@ -13,16 +13,8 @@ import math
 import numpy as np
 
 from . import functional as F
-from . import fused
+from .randomness import default_generator
 from .tensor import Tensor
-
-_default_rng = np.random.default_rng()
-
-
-def manual_seed(seed):
-    """Seed the generator layers use for their initial weights when given no `rng`."""
-    global _default_rng
-    _default_rng = np.random.default_rng(seed)
 
 
 class Module:
@@ -128,10 +120,12 @@ class Linear(Module):
     Weights start as He (Kaiming) normal: N(0, 2 / in_features), times `init_scale`. The 2 / fan-in
     variance keeps the size of activations steady through ReLU-like layers; the original program
     multiplied it by 0.1 (init_scale=0.1) for smaller first steps. Biases start at zero.
+    Draws: the weights, from `rng` (a numpy Generator), or when None from the library's generator
+    that `manual_seed` seeds.
     """
 
     def __init__(self, in_features, out_features, bias=True, init_scale=1.0, rng=None, dtype=np.float32):
-        rng = _default_rng if rng is None else rng
+        rng = default_generator if rng is None else rng
         self.in_features = in_features
         self.out_features = out_features
         std = math.sqrt(2.0 / in_features) * init_scale
@@ -140,16 +134,7 @@ class Linear(Module):
         self.bias = Tensor(np.zeros(out_features, dtype=dtype), requires_grad=True) if bias else None
 
     def forward(self, x):
-        if x.shape[-1:] != (self.in_features,):
-            hint = ""
-            if x.ndim > 2 and math.prod(x.shape[1:]) == self.in_features:
-                hint = f"; flatten it to ({x.shape[0]}, {self.in_features}) first"
-            raise ValueError(
-                f"Linear({self.in_features}, {self.out_features}) got input of shape {x.shape}{hint}"
-                + ("" if hint else f"; its last axis must be {self.in_features}")
-            )
-        # checked here, where the mistake is made, so the op itself is called (not F.linear again)
-        return fused.LinearOp.apply(x, self.weight) if self.bias is None else fused.LinearOp.apply(x, self.weight, self.bias)
+        return F.linear(x, self.weight, self.bias)  # which checks x's shape
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -218,6 +203,7 @@ def mlp(layer_sizes, negative_slope=0.01, init_scale=1.0, rng=None, dtype=np.flo
 
     mlp([784, 128, 10]) == Sequential(Linear(784, 128), LeakyReLU(), Linear(128, 10)).
     The last layer has no activation: it returns raw logits for F.cross_entropy.
+    Draws: every layer's weights, in order, from `rng`, or when None from the library's generator.
     """
     if len(layer_sizes) < 2:
         raise ValueError(f"mlp needs at least an input and an output size, got {list(layer_sizes)}")
@@ -236,16 +222,18 @@ class Conv2d(Module):
     weight: (out_channels, in_channels, kh, kw), bias: (out_channels,). Both start uniform in
     +-1/sqrt(fan_in), fan_in = in_channels * kh * kw: PyTorch's default (kaiming_uniform_ with
     a=sqrt(5), whose bound sqrt(6 / ((1 + a^2) fan_in)) is that 1/sqrt(fan_in)), so a net built
-    here starts where the same net in PyTorch would.
+    here starts where the same net in PyTorch would. stride and padding are checked by F.conv2d.
+    Draws: the weights, then the biases, from `rng` (a numpy Generator), or when None from the
+    library's generator that `manual_seed` seeds.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, rng=None, dtype=np.float32):
-        rng = _default_rng if rng is None else rng
+        rng = default_generator if rng is None else rng
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.kernel_size = F._pair(kernel_size, "kernel_size", "Conv2d", 1)
-        self.stride = F._pair(stride, "stride", "Conv2d", 1)
-        self.padding = F._pair(padding, "padding", "Conv2d", 0)
+        self.kernel_size = F.as_pair(kernel_size, "kernel_size", "Conv2d", 1)  # the weight's shape needs it now
+        self.stride = stride
+        self.padding = padding
         bound = 1 / math.sqrt(in_channels * self.kernel_size[0] * self.kernel_size[1])
         weight = rng.uniform(-bound, bound, (out_channels, in_channels, *self.kernel_size))
         self.weight = Tensor(weight.astype(dtype), requires_grad=True)
@@ -276,18 +264,17 @@ class MaxPool2d(Module):
 class Dropout(Module):
     """In training mode, zero each element with probability p and scale the rest by 1 / (1 - p); in eval mode, x.
 
-    `model.train()` / `model.eval()` switch it. The mask comes from `rng`, or when None from the
-    generator `manual_seed` seeds, so a seeded run drops the same elements every time.
+    `model.train()` / `model.eval()` switch it. F.dropout checks p. Draws: a fresh mask at each
+    call in training mode, from `generator` (a numpy Generator), or when None from the library's
+    generator that `manual_seed` seeds, so a seeded run drops the same elements every time.
     """
 
-    def __init__(self, p=0.5, rng=None):
-        if not 0 <= p <= 1:
-            raise ValueError(f"Dropout probability p must lie in [0, 1], got {p}")
+    def __init__(self, p=0.5, generator=None):
         self.p = p
-        self.rng = rng
+        self.generator = generator
 
     def forward(self, x):
-        return F.dropout(x, self.p, self.training, rng=_default_rng if self.rng is None else self.rng)
+        return F.dropout(x, self.p, self.training, generator=self.generator)
 
     def extra_repr(self):
         return f"p={self.p}"
@@ -303,6 +290,8 @@ def lenet(dropout=0.0, padding=0, channels=(16, 32), rng=None, dtype=np.float32)
     did, and the Linear layer then takes 32 * 5 * 5 = 800 features. channels: the output channels
     of the two convolutions, (16, 32) as above.
     The Linear layer keeps this package's He init; the convolutions take PyTorch's.
+    Draws: the layers' weights in order, then in training every dropout mask, all from `rng`, or
+    when None from the library's generator that `manual_seed` seeds.
     """
     first, second = channels
     side = ((28 + 2 * padding - 4) // 2 - 4) // 2  # the image side after both conv + pool stages
@@ -312,6 +301,6 @@ def lenet(dropout=0.0, padding=0, channels=(16, 32), rng=None, dtype=np.float32)
         Flatten(),
     ]
     if dropout:
-        layers.append(Dropout(dropout, rng=rng))
+        layers.append(Dropout(dropout, generator=rng))
     layers.append(Linear(second * side * side, 10, rng=rng, dtype=dtype))
     return Sequential(*layers)
