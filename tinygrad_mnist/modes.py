@@ -7,6 +7,7 @@ context managers that restore the previous value on exit (so they nest).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 
 import numpy as np
 
@@ -123,8 +124,6 @@ def pin_malloc_thresholds():
     Returns False where there is no glibc (then nothing changes).
     """
     global malloc_pinned
-    import ctypes
-
     try:
         libc = ctypes.CDLL("libc.so.6")
         malloc_pinned = bool(libc.mallopt(M_MMAP_THRESHOLD, PINNED_MMAP_THRESHOLD) and libc.mallopt(M_TRIM_THRESHOLD, PINNED_TRIM_THRESHOLD))
