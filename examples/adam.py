@@ -22,7 +22,8 @@ import numpy as np
 from tinygrad_mnist import Tensor, nn, no_grad, optim
 from tinygrad_mnist import functional as F
 from tinygrad_mnist.lab.data import batches, normalize
-from tinygrad_mnist.lab.datasets import DatasetNotFoundError, IDXError, load_mnist
+from tinygrad_mnist.lab.datasets import DatasetNotFoundError, load_mnist
+from tinygrad_mnist.lab.idx import IDXError
 
 
 class Adam(optim.Optimizer):

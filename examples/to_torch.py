@@ -1,7 +1,6 @@
 """Move a trained model to PyTorch and back, and check that the logits stay the same.
 
-    python examples/mnist.py --save run.npz                         # an MLP, or
-    python examples/mnist_cnn.py --save run.npz                     # a CNN
+    python examples/mnist.py --save run.npz
     python examples/to_torch.py run.npz --out model.pt              # a torch state_dict
     python examples/to_torch.py run.npz --out model.pt --back back.npz
 
@@ -13,8 +12,7 @@ and compared once more. Use the model in PyTorch with
     model = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.LeakyReLU(0.01), torch.nn.Linear(512, 10))
     model.load_state_dict(torch.load("model.pt"))
 
-(the layers and their settings are printed; a CNN takes images shaped (N, 1, 28, 28)). A layer
-the converter does not know stops it with one line naming the layer. Needs PyTorch (pip install torch).
+(the layer sizes and slope are printed). Needs PyTorch (pip install torch).
 """
 
 from __future__ import annotations
@@ -27,10 +25,11 @@ import numpy as np
 
 import tinygrad_mnist as tg
 from tinygrad_mnist import Tensor, nn
-from tinygrad_mnist.lab import run
+from tinygrad_mnist.lab import models
 from tinygrad_mnist.lab.checkpoint import CheckpointError, load_checkpoint
 from tinygrad_mnist.lab.data import normalize
-from tinygrad_mnist.lab.datasets import IDXError, MNISTNotFoundError, load_mnist
+from tinygrad_mnist.lab.datasets import DatasetNotFoundError, load_mnist
+from tinygrad_mnist.lab.idx import IDXError
 from tinygrad_mnist.lab.interop import INSTALL_HINT, UnsupportedLayerError, from_torch, to_torch
 
 TOLERANCE = 1e-5  # largest difference of logits accepted (in float32: plus 1e-5 times the logit)
@@ -64,13 +63,13 @@ def main(argv=None):
     except ImportError:
         sys.exit(f"error: {INSTALL_HINT}")
     try:
-        model = run.load_model(args.checkpoint).eval()
+        model = models.load_model(args.checkpoint).eval()
         spec = load_checkpoint(args.checkpoint).meta["model"]  # the architecture, to save the model back
     except (CheckpointError, FileNotFoundError, KeyError, ValueError, TypeError) as error:
         sys.exit(f"error: {args.checkpoint}: {error}")
     try:
         images = load_mnist(args.data_dir).test_images[: args.images]
-    except (MNISTNotFoundError, IDXError) as error:
+    except (DatasetNotFoundError, IDXError) as error:
         sys.exit(f"error: {error}")
     # float32, as in training: (N, 784) for an MLP, (N, 1, 28, 28) for a CNN
     inputs = normalize(images).reshape(-1, 1, 28, 28) if isinstance(model[0], nn.Conv2d) else normalize(images, flatten=True)
@@ -98,8 +97,8 @@ def main(argv=None):
 
     back = from_torch(torch_model).eval()
     if args.back:
-        run.save_model(args.back, back, spec)
-        back = run.load_model(args.back).eval()
+        models.save_model(args.back, back, spec)
+        back = models.load_model(args.back).eval()
         print(f"converted back and saved to {args.back}")
     back_difference = report("float32, back from PyTorch vs the original", ours, logits_of(back, inputs), None, None)
     sys.exit(0 if float32_ok and max(float64_difference, back_difference) <= TOLERANCE else 1)

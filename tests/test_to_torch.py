@@ -11,7 +11,7 @@ import pytest
 
 import tinygrad_mnist as tg
 from tinygrad_mnist import Tensor, nn
-from tinygrad_mnist.lab import run
+from tinygrad_mnist.lab import models
 from tinygrad_mnist.lab.data import normalize
 from tinygrad_mnist.lab.datasets import load_mnist
 from tinygrad_mnist.lab.interop import INSTALL_HINT, MissingTorchError, UnsupportedLayerError, from_torch, to_torch
@@ -207,7 +207,7 @@ def test_the_script_moves_a_saved_model_to_torch_and_back_with_the_same_logits(t
     # what a PyTorch user does with the file: a plain nn.Sequential and load_state_dict
     torch_model = torch.nn.Sequential(torch.nn.Linear(784, 64), torch.nn.LeakyReLU(0.01), torch.nn.Linear(64, 10))
     torch_model.load_state_dict(torch.load(tmp_path / "model.pt"))
-    original, back = run.load_model(checkpoint), run.load_model(tmp_path / "back.npz")
+    original, back = models.load_model(checkpoint), models.load_model(tmp_path / "back.npz")
     inputs = normalize(load_mnist(data_dir=mnist_dir, download=False).test_images[:2000], flatten=True)
     ours = logits_of(original, inputs)
     np.testing.assert_array_equal(logits_of(back, inputs), ours)  # there and back: the same weights exactly
@@ -221,7 +221,7 @@ def test_the_script_moves_a_saved_model_to_torch_and_back_with_the_same_logits(t
 def test_the_script_moves_a_cnn_checkpoint_to_torch_and_back(torch, mnist_dir, tmp_path):
     checkpoint = tmp_path / "cnn.npz"
     spec = {"kind": "lenet", "dropout": 0.25, "padding": 2, "channels": [4, 8]}
-    run.save_model(checkpoint, run.build_model(spec, rng=np.random.default_rng(0)), spec)
+    models.save_model(checkpoint, models.build_model(spec, rng=np.random.default_rng(0)), spec)
     result = subprocess.run(
         [sys.executable, str(SCRIPT), str(checkpoint), "--out", str(tmp_path / "model.pt"),
          "--back", str(tmp_path / "back.npz"), "--data-dir", str(mnist_dir), "--images", "1000"],
@@ -231,7 +231,7 @@ def test_the_script_moves_a_cnn_checkpoint_to_torch_and_back(torch, mnist_dir, t
     assert "same predicted class for 1000/1000 test images" in result.stdout
     assert "(0): Conv2d(1, 4, kernel_size=(5, 5), stride=(1, 1), padding=(2, 2))" in result.stdout
     assert "back from PyTorch vs the original: max |logit difference| 0.00e+00" in result.stdout
-    original, back = run.load_model(checkpoint), run.load_model(tmp_path / "back.npz")
+    original, back = models.load_model(checkpoint), models.load_model(tmp_path / "back.npz")
     for name, array in original.state_dict().items():
         np.testing.assert_array_equal(back.state_dict()[name], array)
     torch_model = to_torch(original)
@@ -244,7 +244,7 @@ def test_the_script_names_a_layer_it_cannot_convert_in_one_line(torch, tmp_path,
         import to_torch as script
     finally:
         sys.path.remove(str(REPO / "examples"))
-    monkeypatch.setattr(script.run, "load_model", lambda path: nn.Sequential(nn.Flatten(), nn.Linear(784, 10), Softplus()))
+    monkeypatch.setattr(script.models, "load_model", lambda path: nn.Sequential(nn.Flatten(), nn.Linear(784, 10), Softplus()))
     monkeypatch.setattr(script, "load_checkpoint", lambda path: type("Checkpoint", (), {"meta": {"model": {}}}))
     monkeypatch.setattr(script, "load_mnist", lambda data_dir: type("Data", (), {"test_images": np.zeros((3, 28, 28), np.uint8)}))
     with pytest.raises(SystemExit) as stopped:

@@ -1,4 +1,5 @@
-"""Optimizers: the Optimizer base class, SGD with momentum, and gradient clipping, with the
+"""Optimizers: the Optimizer base class, SGD with momentum, gradient clipping and learning-rate
+schedules (LRScheduler, CosineAnnealingLR), with the
 semantics of torch.optim and torch.nn.utils.clip_grad_*_. Updates work in place on the parameters'
 arrays."""
 
@@ -143,4 +144,63 @@ class SGD(Optimizer):
                     buffer *= self.momentum
                     buffer += grad
                 grad = buffer
-            parameter.data -= self.lr * grad
+            parameter.add_(grad, alpha=-self.lr)  # p -= lr * g, counted: backward() refuses a graph that saved the old p
+
+
+class LRScheduler:
+    """Base class of learning-rate schedules, as in torch.optim.lr_scheduler: it sets
+    `optimizer.lr` once at the start and again at every `step()`.
+
+    `last_epoch` counts the steps taken (PyTorch's name: it counts whatever you call step() for,
+    here training steps); `base_lrs` holds the optimizer's starting rate. A subclass defines
+    `get_lr()`, the rate after `last_epoch` steps, from `base_lrs` alone, so a schedule resumed from
+    `state_dict()` gives exactly the rates of one that never stopped.
+    """
+
+    def __init__(self, optimizer, last_epoch=-1):
+        self.optimizer = optimizer
+        self.base_lrs = [optimizer.lr]
+        self.last_epoch = last_epoch
+        self.step()  # last_epoch -1 -> 0: the optimizer starts at the schedule's first rate
+
+    def get_lr(self):
+        """[the learning rate after `last_epoch` steps]. Subclasses define it."""
+        raise NotImplementedError(f"{type(self).__name__} must define get_lr()")
+
+    def step(self):
+        """Count one step and set the optimizer's learning rate to the schedule's next value."""
+        self.last_epoch += 1
+        (self.optimizer.lr,) = self._last_lr = self.get_lr()
+
+    def get_last_lr(self):
+        """[the learning rate the last step() set]."""
+        return list(self._last_lr)
+
+    def state_dict(self):
+        """Everything but the optimizer: plain numbers and lists (JSON can hold it)."""
+        return {key: (list(value) if isinstance(value, list) else value)
+                for key, value in vars(self).items() if key not in ("optimizer", "_last_lr")}
+
+    def load_state_dict(self, state):
+        """Take up a schedule where state_dict() left it, and set the optimizer's rate to match."""
+        vars(self).update(state)
+        (self.optimizer.lr,) = self._last_lr = self.get_lr()
+
+
+class CosineAnnealingLR(LRScheduler):
+    """A cosine from the optimizer's rate down to `eta_min` over `T_max` steps (PyTorch's closed form):
+
+        lr(t) = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2,   t = last_epoch
+
+    A large rate early moves far; a small one late settles into the minimum found.
+    """
+
+    def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
+        self.T_max, self.eta_min = T_max, eta_min
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self.T_max == 0:  # no steps to anneal over
+            return list(self.base_lrs)
+        return [self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+                for base_lr in self.base_lrs]
