@@ -36,7 +36,7 @@ class Context:
 
     def save_for_backward(self, *arrays):
         """Keep arrays for `backward` (read them back as `ctx.saved`); under no_grad, keep nothing."""
-        if modes.grad_enabled and any(self.needs_input_grad):  # else no backward will ever read them
+        if modes.grad_mode.enabled and any(self.needs_input_grad):  # else no backward will ever read them
             self.saved = arrays
 
     def __repr__(self):
