@@ -581,6 +581,7 @@ def main(argv=None):
         print("\nPyTorch skipped: " + ("--no-torch given" if args.no_torch else "not installed (pip install torch to compare)"))
 
     state = "warm (the example's evaluation ran first)" if args.warm else "fresh"
+    pinned = pinned or tinygrad_mnist.modes.malloc_pinned  # import tinygrad_mnist pins them unless TINYGRAD_MNIST_MALLOC=system
     malloc = "pinned (mmap 32 MiB, trim 64 MiB)" if pinned else ("--pin-malloc failed: no glibc" if args.pin_malloc else "glibc's moving defaults")
     print(f"\nProcess: {state}; malloc thresholds: {malloc}.")
     print(f"\n## Training step: 784-H-10 MLP, float32, SGD momentum {MOMENTUM} (median of {args.repeats} blocks)\n")

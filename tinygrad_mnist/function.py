@@ -35,8 +35,9 @@ class Context:
         self.changes_before = in_place_changes
 
     def save_for_backward(self, *arrays):
-        """Keep arrays for `backward` (read them back as `ctx.saved`)."""
-        self.saved = arrays
+        """Keep arrays for `backward` (read them back as `ctx.saved`); under no_grad, keep nothing."""
+        if modes.grad_mode.enabled and any(self.needs_input_grad):  # else no backward will ever read them
+            self.saved = arrays
 
     def __getattr__(self, name):  # only for a name no attribute has: say what PyTorch's is called here
         if name == "saved_tensors":
