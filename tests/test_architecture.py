@@ -41,7 +41,6 @@ ALLOWED = {
     "lab.digits": {"lab.extras"},
     "lab.plots": {"lab.extras"},
     "lab.interop": {"nn", "tensor", "lab.extras"},
-    "lab.malloc": set(),
     "lab.checkpoint": {"atomic"},
     "lab.settings": {"lab.datasets", "lab.plots"},
     "lab.models": {"nn", "lab.checkpoint", "lab.settings"},
