@@ -9,7 +9,7 @@ from .function import Context, Function, unbroadcast, unreduce
 from .gradcheck import GradcheckError, gradcheck
 from .nn import manual_seed
 from .modes import AnomalyError, detect_anomaly, enable_grad, is_grad_enabled, no_grad
-from .tensor import Tensor
+from .tensor import Tensor, cat, stack
 
 __version__ = "0.1.0"
 
@@ -19,6 +19,7 @@ __all__ = [
     "Function",
     "GradcheckError",
     "Tensor",
+    "cat",
     "conv",
     "detect_anomaly",
     "enable_grad",
@@ -31,6 +32,7 @@ __all__ = [
     "no_grad",
     "ops",
     "optim",
+    "stack",
     "unbroadcast",
     "unreduce",
 ]

@@ -85,7 +85,9 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 @functools.cache  # inspect.signature takes 10-50 µs, more than the op: once per op class and input count
 def _keyword_defaults(function, input_count):
     """{name: default} for forward's keyword parameters that `input_count` inputs leave free."""
-    parameters = list(inspect.signature(function.forward).parameters.values())[1 + input_count :]  # after ctx
+    parameters = list(inspect.signature(function.forward).parameters.values())[1:]  # after ctx
+    variadic = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)  # forward(ctx, *arrays, axis=0)
+    parameters = [p for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY] if variadic else parameters[input_count:]
     return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
 
 
