@@ -442,3 +442,19 @@ def test_step_lr_follows_pytorch_and_round_trips_its_state():
     other.load_state_dict(scheduler.state_dict())
     assert other.optimizer.lr == optimizer.lr and other.state_dict() == scheduler.state_dict()
     assert scheduler.state_dict()["last_epoch"] == 8
+
+
+def test_lenet_with_batch_norm_is_the_same_network_as_in_pytorch():
+    torch = torch_or_skip()
+    ours = nn.lenet(batch_norm=True, rng=np.random.default_rng(19))
+    tnn = torch.nn
+    theirs = tnn.Sequential(tnn.Conv2d(1, 16, 5, bias=False), tnn.MaxPool2d(2), tnn.BatchNorm2d(16), tnn.ReLU(),
+                            tnn.Conv2d(16, 32, 5, bias=False), tnn.MaxPool2d(2), tnn.BatchNorm2d(32), tnn.ReLU(),
+                            tnn.Flatten(), tnn.Linear(512, 10))
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    x = np.random.default_rng(20).random((8, 1, 28, 28), dtype=np.float32)
+    ours(Tensor(x))  # one training step's statistics, then the same weights and buffers in torch
+    theirs.load_state_dict({name: torch.tensor(array) for name, array in ours.state_dict().items()})
+    ours.eval()
+    theirs.eval()
+    np.testing.assert_allclose(ours(Tensor(x)).data, theirs(torch.tensor(x)).detach().numpy(), rtol=1e-4, atol=1e-4)
