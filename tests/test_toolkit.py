@@ -80,6 +80,8 @@ def test_clamp_passes_the_gradient_at_its_boundaries_as_pytorch():
     assert out.data.tolist() == [-0.5, -0.5, 0.0, 0.5, 0.5, 0.5, -0.5]
     with pytest.raises(ValueError, match="min or max"):
         Tensor(x).clamp()
+    with pytest.raises(TypeError, match="numbers"):
+        Tensor(x).clamp(Tensor(x))
 
 
 def test_prod_gradient_is_right_where_inputs_are_zero():
@@ -458,3 +460,11 @@ def test_lenet_with_batch_norm_is_the_same_network_as_in_pytorch():
     ours.eval()
     theirs.eval()
     np.testing.assert_allclose(ours(Tensor(x)).data, theirs(torch.tensor(x)).detach().numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_an_op_with_variadic_inputs_gets_its_keyword_defaults_in_ctx_options():
+    a, b = Tensor(np.ones((1, 2)), requires_grad=True), Tensor(np.zeros((2, 2)), requires_grad=True)
+    out = tg.ops.Cat.apply(a, b)  # axis left out: forward(ctx, *arrays, axis=0)
+    assert out.grad_fn.options == {"axis": 0} and out.shape == (3, 2)
+    out.backward(np.arange(6.0).reshape(3, 2))
+    assert a.grad.tolist() == [[0.0, 1.0]] and b.grad.tolist() == [[2.0, 3.0], [4.0, 5.0]]

@@ -233,6 +233,8 @@ class Tensor:
         included, 0 outside (ops.Clamp: maximum/minimum would split the gradient at a boundary)."""
         if min is None and max is None:
             raise ValueError("clamp needs min or max (or both)")
+        if any(bound is not None and (isinstance(bound, (Tensor, bool)) or np.ndim(bound) != 0) for bound in (min, max)):
+            raise TypeError(f"clamp takes numbers for min and max, not {type(min).__name__} and {type(max).__name__}")
         return ops.Clamp.apply(self, min=min, max=max)
 
     def abs(self):
