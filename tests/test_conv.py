@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinygrad_mnist import Tensor, nn
+from tinygrad_mnist import Tensor, manual_seed, nn
 from tinygrad_mnist import functional as F
 from tinygrad_mnist.conv import Conv2dOp, MaxPool2dOp
+from tinygrad_mnist.randomness import default_generator
 
 from helpers import PROPERTY, check_op, random_array
 
@@ -175,7 +176,7 @@ def test_conv2d_and_max_pool2d_match_pytorch_values_and_gradients_ties_included(
 # ----- Dropout -----------------------------------------------------------------------------------
 def test_dropout_zeroes_about_p_of_the_elements_and_scales_the_rest_by_one_over_one_minus_p():
     x = Tensor(np.ones((200, 100), dtype=np.float32), requires_grad=True)
-    out = F.dropout(x, p=0.25, rng=np.random.default_rng(0))
+    out = F.dropout(x, p=0.25, generator=np.random.default_rng(0))
     assert out.dtype == np.float32
     kept = out.data != 0
     assert set(np.unique(out.data)) == {0.0, np.float32(1 / 0.75)}
@@ -194,20 +195,20 @@ def test_dropout_is_the_identity_in_eval_mode_and_for_p_zero_and_all_zeros_for_p
 
 def test_dropout_with_the_same_seed_drops_the_same_elements():
     x = Tensor(np.ones((8, 8)))
-    first = F.dropout(x, 0.5, rng=np.random.default_rng(7)).data
-    second = F.dropout(x, 0.5, rng=np.random.default_rng(7)).data
-    third = F.dropout(x, 0.5, rng=np.random.default_rng(8)).data
+    first = F.dropout(x, 0.5, generator=np.random.default_rng(7)).data
+    second = F.dropout(x, 0.5, generator=np.random.default_rng(7)).data
+    third = F.dropout(x, 0.5, generator=np.random.default_rng(8)).data
     np.testing.assert_array_equal(first, second)
     assert not np.array_equal(first, third)
 
 
 def test_dropout_gradient_matches_central_differences_for_a_fixed_mask():
-    check_op(lambda x: F.dropout(x, 0.4, rng=np.random.default_rng(3)), (4, 5),
+    check_op(lambda x: F.dropout(x, 0.4, generator=np.random.default_rng(3)), (4, 5),
              reference=lambda x: x * (np.random.default_rng(3).random((4, 5), dtype=np.float32) >= 0.4) / 0.6)
 
 
 def test_dropout_layer_follows_train_and_eval_of_the_model_that_holds_it():
-    model = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Dropout(0.5, rng=np.random.default_rng(0))))
+    model = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Dropout(0.5, generator=np.random.default_rng(0))))
     inner = model[1][0]
     x = Tensor(np.ones((3, 4), dtype=np.float32))
     model.eval()
@@ -217,12 +218,60 @@ def test_dropout_layer_follows_train_and_eval_of_the_model_that_holds_it():
     assert inner.training and (inner(x).data == 0).any()
 
 
-def test_dropout_layer_without_an_rng_draws_from_the_generator_manual_seed_seeds():
+def test_dropout_layer_without_a_generator_draws_from_the_generator_manual_seed_seeds():
     x = Tensor(np.ones((6, 6)))
-    nn.manual_seed(5)
+    manual_seed(5)
     first = nn.Dropout(0.5)(x).data
-    nn.manual_seed(5)
+    manual_seed(5)
     np.testing.assert_array_equal(nn.Dropout(0.5)(x).data, first)
+
+
+def test_f_dropout_without_a_generator_repeats_after_manual_seed():
+    # it drew from a generator of its own that nothing seeded, so no seed made it repeatable
+    x = Tensor(np.ones((6, 6)))
+    manual_seed(5)
+    first = F.dropout(x, 0.5).data
+    manual_seed(5)
+    np.testing.assert_array_equal(F.dropout(x, 0.5).data, first)
+    assert not np.array_equal(F.dropout(x, 0.5).data, first)  # the next call draws the next mask
+
+
+def test_manual_seed_seeds_weights_and_dropout_from_one_generator():
+    x = Tensor(np.ones((4, 8), dtype=np.float32))
+    manual_seed(3)
+    first = nn.Linear(8, 8).weight.data, F.dropout(x, 0.5).data
+    manual_seed(3)
+    second = nn.Linear(8, 8).weight.data, F.dropout(x, 0.5).data
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    # one stream, as np.random.default_rng(3) would draw it: the weights, then the mask
+    expected = np.random.default_rng(3)
+    expected.standard_normal((8, 8))
+    keep = expected.random((4, 8), dtype=np.float32) >= 0.5
+    np.testing.assert_array_equal(first[1] != 0, keep)
+
+
+def test_a_generator_passed_to_dropout_is_the_one_drawn_from():
+    x = Tensor(np.ones((6, 6)))
+    mask = np.random.default_rng(11).random((6, 6), dtype=np.float32) >= 0.5
+    np.testing.assert_array_equal(F.dropout(x, 0.5, generator=np.random.default_rng(11)).data != 0, mask)
+    manual_seed(0)
+    layer_out = nn.Dropout(0.5, generator=np.random.default_rng(11))(x).data
+    np.testing.assert_array_equal(layer_out != 0, mask)
+    manual_seed(0)
+    untouched = np.random.default_rng(0).random()
+    assert default_generator.random() == untouched  # the library's generator drew nothing
+
+
+def test_lenet_draws_its_dropout_masks_from_the_rng_it_was_given():
+    # a resumed run restores that one generator's state, so it must hold the masks' draws too
+    model = nn.lenet(dropout=0.5, rng=np.random.default_rng(0))
+    assert isinstance(model[7], nn.Dropout) and model[7].generator is not None
+    x = Tensor(np.ones((2, 1, 28, 28), dtype=np.float32))
+    manual_seed(1)
+    first = model(x).data
+    manual_seed(1)
+    assert not np.array_equal(model(x).data, first)  # the model's generator moved on; the library's did not matter
 
 
 # ----- layers ------------------------------------------------------------------------------------
@@ -281,7 +330,13 @@ def test_conv2d_on_flat_images_says_which_shape_to_reshape_them_to():
     (lambda: F.max_pool2d(Tensor(np.zeros((4, 28, 28))), 2), r"max_pool2d expects input \(N, C, H, W\); got \(4, 28, 28\): reshape to \(4, 1, 28, 28\)"),
     (lambda: F.max_pool2d(Tensor(np.zeros((1, 1, 3, 3))), 4), "larger than the input"),
     (lambda: F.dropout(Tensor(np.zeros(3)), 1.5), r"p must lie in \[0, 1\]"),
-    (lambda: nn.Dropout(-0.1), r"p must lie in \[0, 1\]"),
+    (lambda: nn.Dropout(-0.1)(Tensor(np.zeros(3))), r"p must lie in \[0, 1\]"),  # F.dropout checks, for both
+    (lambda: nn.Dropout(1.5).eval()(Tensor(np.zeros(3))), r"p must lie in \[0, 1\]"),
+    (lambda: F.dropout(Tensor(np.zeros(3)), "0.5"), r"p must lie in \[0, 1\], got '0.5'"),
+    (lambda: F.conv2d(Tensor(np.zeros((1, 1, 5, 5))), Tensor(np.zeros((2, 1, 3, 3))), stride=1.5), r"conv2d: stride must be .*got 1.5"),
+    (lambda: nn.Conv2d(1, 2, 3, padding=-1)(Tensor(np.zeros((1, 1, 5, 5)))), r"conv2d: padding must be an int >= 0"),
+    (lambda: nn.Conv2d(1, 2, 0), r"Conv2d: kernel_size must be an int >= 1"),
+    (lambda: nn.MaxPool2d(2, stride=0)(Tensor(np.zeros((1, 1, 4, 4)))), r"max_pool2d: stride must be an int >= 1"),
 ])
 def test_shape_and_argument_mistakes_get_one_clear_line(call, message):
     with pytest.raises(ValueError, match=message):

@@ -42,7 +42,7 @@ DOC_FILES = sorted(ROOT.glob("docs/*.md")) + ([ROOT / "README.md"] if (ROOT / "R
 SKIP_MARKER = "no-run"
 SUBMODULES = [
     "tensor", "function", "ops", "fused", "functional", "nn", "optim",
-    "gradcheck", "modes", "reference", "viz", "conv",
+    "gradcheck", "modes", "randomness", "reference", "viz", "conv",
     "lab.checkpoint", "lab.data", "lab.datasets", "lab.plots", "lab.digits", "lab.interop", "lab.run",
 ]
 

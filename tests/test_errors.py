@@ -68,9 +68,22 @@ def test_linear_layer_on_the_wrong_feature_count_names_the_expected_count():
         nn.Linear(784, 128)(Tensor(np.zeros((64, 100))))
 
 
-def test_functional_linear_with_a_mismatched_weight_names_both_shapes():
-    with pytest.raises(ValueError, match=r"input of shape \(2, 3\) does not fit weight of shape \(4, 5\)"):
+def test_functional_linear_with_a_mismatched_weight_names_the_layer_the_weight_makes():
+    # F.linear is the one owner of this check: nn.Linear gets its message from here
+    with pytest.raises(ValueError, match=r"^Linear\(5, 4\) got input of shape \(2, 3\); its last axis must be 5$"):
         F.linear(Tensor(np.ones((2, 3))), Tensor(np.ones((4, 5))))
+    with pytest.raises(ValueError, match=r"^Linear\(784, 128\) got input of shape \(64, 28, 28\); flatten it to \(64, 784\) first$"):
+        F.linear(np.zeros((64, 28, 28)), Tensor(np.ones((128, 784))))
+    with pytest.raises(ValueError, match=r"linear expects weight \(out_features, in_features\); got \(5,\)"):
+        F.linear(Tensor(np.ones((2, 3))), Tensor(np.ones(5)))
+
+
+def test_a_leaky_relu_slope_that_is_not_a_finite_number_is_refused():
+    # a NaN slope made every negative input NaN without a word; a string failed inside numpy
+    for slope in (float("nan"), float("inf"), "0.1", None):
+        with pytest.raises(ValueError, match=r"leaky_relu: negative_slope must be a finite number, got"):
+            nn.LeakyReLU(slope)(Tensor(np.ones(3)))
+    assert F.leaky_relu(Tensor(np.array([-2.0])), np.float32(0.5)).data.tolist() == [-1.0]
 
 
 # ----- backward ----------------------------------------------------------------------------------

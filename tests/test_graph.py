@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 
 from tinygrad_mnist import Function, Tensor, enable_grad, is_grad_enabled, no_grad
+from tinygrad_mnist.function import forward_defaults
+from tinygrad_mnist.ops import Sum
+from tinygrad_mnist.viz import op_label
 
 
 # ----- shapes of graphs --------------------------------------------------------------------------
@@ -99,10 +102,10 @@ class _SavesAFreshArray(Function):
 def test_the_arrays_saved_for_backward_are_freed_after_the_pass():
     x = Tensor([1.0, 2.0], requires_grad=True)
     out = _SavesAFreshArray.apply(x)
-    saved = weakref.ref(out._ctx.saved[0])
+    saved = weakref.ref(out.grad_fn.saved[0])
     out.sum().backward()
     np.testing.assert_array_equal(x.grad, [2.0, 4.0])
-    assert out._ctx.saved is None
+    assert out.grad_fn.saved is None
     assert saved() is None  # the graph is still alive (out holds it), its saved array is not
 
 
@@ -110,7 +113,7 @@ def test_retain_graph_keeps_the_saved_arrays():
     x = Tensor([1.0, 2.0], requires_grad=True)
     out = _SavesAFreshArray.apply(x)
     out.sum().backward(retain_graph=True)
-    np.testing.assert_array_equal(out._ctx.saved[0], [2.0, 4.0])
+    np.testing.assert_array_equal(out.grad_fn.saved[0], [2.0, 4.0])
 
 
 def test_zero_grad_starts_the_sum_over():
@@ -187,7 +190,7 @@ def test_no_grad_records_nothing():
         assert not is_grad_enabled()
         y = (x * 2).sum()
     assert is_grad_enabled()
-    assert not y.requires_grad and y._ctx is None
+    assert not y.requires_grad and y.grad_fn is None
 
 
 def test_enable_grad_records_again_inside_no_grad():
@@ -209,7 +212,7 @@ def test_tensors_that_need_no_gradient_record_no_graph():
     a = Tensor([1.0, 2.0])
     b = Tensor([3.0, 4.0])
     out = (a * b).exp().sum()
-    assert not out.requires_grad and out._ctx is None
+    assert not out.requires_grad and out.grad_fn is None
 
 
 def test_only_inputs_that_require_grad_get_a_gradient():
@@ -316,4 +319,12 @@ def test_a_default_taken_positionally_by_an_input_is_not_an_option():
     x, y = Tensor([1.0], requires_grad=True), Tensor([2.0], requires_grad=True)
     AddOptional.apply(x, y).sum().backward()
     assert y.grad.tolist() == [1.0]
-    assert AddOptional.apply(x)._ctx.options == {"other": None}
+    assert AddOptional.apply(x).grad_fn.options == {"other": None}
+
+
+def test_forward_defaults_is_the_one_reading_of_forward_s_defaults_the_engine_and_viz_share():
+    assert forward_defaults(Sum, 1) == {"axis": None, "keepdims": False}
+    assert Tensor([1.0, 2.0], requires_grad=True).sum().grad_fn.options == forward_defaults(Sum, 1)
+    x = Tensor([1.0], requires_grad=True)
+    assert forward_defaults(_Scale) == {"slope": 2.0}
+    assert op_label(x.sum().grad_fn) == "Sum"  # both defaults left out of the label

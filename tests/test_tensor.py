@@ -135,7 +135,7 @@ def test_every_op_returns_float32_outputs_and_backward_gradients_for_float32_inp
     assert output.dtype == np.float32
     # call the op's own backward: the engine would cast a float64 gradient back to float32, which
     # hides the upcast but still pays for it
-    ctx = output._ctx
+    ctx = output.grad_fn
     grads = ctx.function.backward(ctx, np.ones_like(output.data))
     for grad in grads if isinstance(grads, tuple) else (grads,):
         assert grad is None or np.asarray(grad).dtype == np.float32

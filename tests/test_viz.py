@@ -174,7 +174,7 @@ def test_op_labels_show_options_compactly():
     x = Tensor(np.ones((2, 3)), requires_grad=True)
 
     def label(tensor):
-        return viz.op_label(tensor._ctx)
+        return viz.op_label(tensor.grad_fn)
 
     assert label(x.leaky_relu(0.01)) == "LeakyReLUOp(0.01)"
     assert label(x.sum(axis=1)) == "Sum(axis=1)"

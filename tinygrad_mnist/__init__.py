@@ -7,8 +7,8 @@
 from . import conv, functional, fused, nn, ops, optim
 from .function import Context, Function, unbroadcast, unreduce
 from .gradcheck import GradcheckError, gradcheck
-from .nn import manual_seed
 from .modes import AnomalyError, detect_anomaly, enable_grad, is_grad_enabled, no_grad
+from .randomness import manual_seed
 from .tensor import Tensor, cat, stack
 
 __version__ = "0.1.0"

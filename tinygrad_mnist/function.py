@@ -62,7 +62,7 @@ class Function:
         """Run the op on Tensors (arrays, numbers) and return a Tensor linked to its inputs."""
         tensors = _as_tensors(cls, inputs)
         needs_input_grad = tuple(tensor.requires_grad for tensor in tensors)
-        ctx = Context(cls, tensors, {**_keyword_defaults(cls, len(inputs)), **options}, needs_input_grad)
+        ctx = Context(cls, tensors, {**forward_defaults(cls, len(inputs)), **options}, needs_input_grad)
 
         out = cls.forward(ctx, *[tensor.data for tensor in tensors], **ctx.options)
         if modes.anomaly_enabled:
@@ -83,10 +83,11 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 @functools.cache  # inspect.signature takes 10-50 µs, more than the op: once per op class and input count
-def _keyword_defaults(function, input_count):
-    """{name: default} for forward's keyword parameters that `input_count` inputs leave free."""
+def forward_defaults(function, input_count=0):
+    """{name: default} of function.forward's parameters after ctx and `input_count` inputs (shared: read
+    only); for forward(ctx, *arrays, axis=0), whatever the count, its keyword-only parameters."""
     parameters = list(inspect.signature(function.forward).parameters.values())[1:]  # after ctx
-    variadic = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)  # forward(ctx, *arrays, axis=0)
+    variadic = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
     parameters = [p for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY] if variadic else parameters[input_count:]
     return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
 

@@ -12,20 +12,29 @@ import numpy as np
 
 from . import fused, ops
 from .conv import Conv2dOp, MaxPool2dOp
+from .randomness import default_generator
 from .tensor import Tensor, cat, stack
 
 
 def linear(x, weight, bias=None):
-    """x @ weight^T + bias.   x: (batch, in), weight: (out, in), bias: (out,) -> (batch, out)."""
-    if np.shape(x)[-1:] != weight.shape[1:]:
-        raise ValueError(
-            f"linear: input of shape {np.shape(x)} does not fit weight of shape {weight.shape}; "
-            f"the input's last axis must be {weight.shape[1]}"
-        )
-    if bias is not None and bias.shape != weight.shape[:1]:
-        raise ValueError(f"linear: bias of shape {bias.shape} does not fit weight of shape {weight.shape}; it must be {weight.shape[:1]}")
+    """x @ weight^T + bias.   x: (batch, in), weight: (out, in), bias: (out,) -> (batch, out).
+
+    The one check of a linear layer's input (`nn.Linear` calls this): a weight (out, in) is a
+    Linear(in, out), and the message says so, with the reshape that fixes flat-able images.
+    """
+    shape = x.shape if isinstance(x, Tensor) else np.shape(x)  # np.shape(tensor) costs 1 µs, 10 times more
+    if shape[-1:] != weight.shape[1:]:
+        if weight.ndim != 2:
+            raise ValueError(f"linear expects weight (out_features, in_features); got {weight.shape}")
+        out_features, in_features = weight.shape
+        fix = f"its last axis must be {in_features}"
+        if len(shape) > 2 and math.prod(shape[1:]) == in_features:
+            fix = f"flatten it to ({shape[0]}, {in_features}) first"
+        raise ValueError(f"Linear({in_features}, {out_features}) got input of shape {shape}; {fix}")
     if bias is None:
         return fused.LinearOp.apply(x, weight)
+    if bias.shape != weight.shape[:1]:
+        raise ValueError(f"linear: bias of shape {bias.shape} does not fit weight of shape {weight.shape}; it must be {weight.shape[:1]}")
     return fused.LinearOp.apply(x, weight, bias)
 
 
@@ -35,7 +44,13 @@ def relu(x):
 
 
 def leaky_relu(x, negative_slope=0.01):
-    """x where x > 0, negative_slope * x elsewhere."""
+    """x where x > 0, negative_slope * x elsewhere. The one check of the slope (`nn.LeakyReLU` calls this)."""
+    try:
+        finite = math.isfinite(negative_slope)
+    except TypeError:
+        finite = False
+    if not finite:
+        raise ValueError(f"leaky_relu: negative_slope must be a finite number, got {negative_slope!r}")
     return ops.LeakyReLUOp.apply(x, negative_slope=negative_slope)
 
 
@@ -101,9 +116,12 @@ def mse_loss(prediction, target):
 
 # ----- convolutions, pooling, dropout (the ops live in conv.py) ---------------------------------
 
-def _pair(value, name, function, minimum):
-    """An int or a pair of ints, each at least `minimum` -> a tuple (for height, for width)."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+def as_pair(value, name, function, minimum):
+    """An int or a pair of ints, each at least `minimum` -> a tuple (for height, for width).
+
+    The one check of a kernel size, stride or padding; `function` and `name` say whose, in the message.
+    """
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value) if np.iterable(value) else (value,)
     if len(pair) != 2 or not all(isinstance(item, (int, np.integer)) and item >= minimum for item in pair):
         raise ValueError(f"{function}: {name} must be an int >= {minimum} or a pair of them, got {value!r}")
     return tuple(int(item) for item in pair)
@@ -130,7 +148,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     OH = (H + 2 padding - dilation (kh - 1) - 1) // stride + 1. Built on conv.Conv2dOp: dilation as
     a kernel with dilation - 1 zeros between its taps, groups as one convolution per channel group.
     """
-    stride, dilation = _pair(stride, "stride", "conv2d", 1), _pair(dilation, "dilation", "conv2d", 1)
+    stride, dilation = as_pair(stride, "stride", "conv2d", 1), as_pair(dilation, "dilation", "conv2d", 1)
     if weight.ndim != 4:
         raise ValueError(f"conv2d expects weight (out_channels, in_channels / groups, kh, kw); got {weight.shape}")
     if not isinstance(groups, (int, np.integer)) or groups < 1 or weight.shape[0] % groups:
@@ -176,7 +194,7 @@ def _conv_padding(padding, span, stride):
             raise ValueError(f'conv2d: padding="same" needs stride 1 (as in PyTorch), got stride {stride}')
         total = (span[0] - 1, span[1] - 1)
         return (total[0] // 2, total[1] // 2), (total[0] - total[0] // 2, total[1] - total[1] // 2)
-    padding = _pair(padding, "padding", "conv2d", 0)
+    padding = as_pair(padding, "padding", "conv2d", 0)
     return padding, padding
 
 
@@ -230,9 +248,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     conv.MaxPool2dOp: padding and ceil_mode as -inf rows and columns, dilation as a pool over the
     windows' taps laid side by side.
     """
-    kernel = _pair(kernel_size, "kernel_size", "max_pool2d", 1)
-    stride = kernel if stride is None else _pair(stride, "stride", "max_pool2d", 1)
-    padding, dilation = _pair(padding, "padding", "max_pool2d", 0), _pair(dilation, "dilation", "max_pool2d", 1)
+    kernel = as_pair(kernel_size, "kernel_size", "max_pool2d", 1)
+    stride = kernel if stride is None else as_pair(stride, "stride", "max_pool2d", 1)
+    padding, dilation = as_pair(padding, "padding", "max_pool2d", 0), as_pair(dilation, "dilation", "max_pool2d", 1)
     if x.ndim != 4:
         raise ValueError(_image_batch_hint("max_pool2d", x.shape, None))
     if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
@@ -270,9 +288,9 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     """The mean of each kernel_size window of x (N, C, H, W), windows `stride` apart (default kernel_size);
     padding adds zeros that count in the mean (PyTorch's count_include_pad=True). A composite: every
     channel convolved with a kernel of ones (conv.Conv2dOp), divided by kh * kw."""
-    kernel = _pair(kernel_size, "kernel_size", "avg_pool2d", 1)
-    stride = kernel if stride is None else _pair(stride, "stride", "avg_pool2d", 1)
-    padding = _pair(padding, "padding", "avg_pool2d", 0)
+    kernel = as_pair(kernel_size, "kernel_size", "avg_pool2d", 1)
+    stride = kernel if stride is None else as_pair(stride, "stride", "avg_pool2d", 1)
+    padding = as_pair(padding, "padding", "avg_pool2d", 0)
     if x.ndim != 4:
         raise ValueError(_image_batch_hint("avg_pool2d", x.shape, None))
     if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
@@ -288,7 +306,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
 def adaptive_avg_pool2d(x, output_size):
     """x (N, C, H, W) averaged down to (N, C, *output_size): (1, 1) is the mean of each channel (global
     average pooling); other sizes must divide H and W (then it is avg_pool2d with kernel H / oh)."""
-    size = _pair(output_size, "output_size", "adaptive_avg_pool2d", 1)
+    size = as_pair(output_size, "output_size", "adaptive_avg_pool2d", 1)
     if x.ndim != 4:
         raise ValueError(_image_batch_hint("adaptive_avg_pool2d", x.shape, None))
     if size == (1, 1):
@@ -300,25 +318,23 @@ def adaptive_avg_pool2d(x, output_size):
     return avg_pool2d(x, kernel)
 
 
-_dropout_rng = np.random.default_rng()
-
-
-def dropout(x, p=0.5, training=True, rng=None):
+def dropout(x, p=0.5, training=True, generator=None):
     """Inverted dropout: in training, zero each element with probability p and scale the rest by 1 / (1 - p).
 
     The scaling keeps every element's expected value, so evaluation (training=False) is the
-    identity. rng: a numpy Generator for the mask (a fixed seed gives a fixed mask). A composite,
-    x * mask, so its gradient is grad_out * mask: dropped elements get no gradient.
+    identity. The one check of p (`nn.Dropout` calls this). Draws: in training with 0 < p < 1, one
+    mask from `generator` (a numpy Generator), or when None from the library's generator that
+    `manual_seed` seeds. A composite, x * mask, so its gradient is grad_out * mask: dropped
+    elements get no gradient.
     """
-    if not 0 <= p <= 1:
-        raise ValueError(f"dropout probability p must lie in [0, 1], got {p}")
+    if not (isinstance(p, (int, float, np.integer, np.floating)) and 0 <= p <= 1):
+        raise ValueError(f"dropout probability p must lie in [0, 1], got {p!r}")
     if not training or p == 0:
         return x
-    rng = _dropout_rng if rng is None else rng
     if p == 1:
         mask = np.zeros(x.shape, dtype=x.dtype)  # everything dropped (1 / (1 - p) would divide by 0)
     else:
-        keep = rng.random(x.shape, dtype=np.float32) >= p
+        keep = (default_generator if generator is None else generator).random(x.shape, dtype=np.float32) >= p
         mask = keep * np.asarray(1 / (1 - p), dtype=x.dtype)  # 0 or 1 / (1 - p), in x's dtype
     return x * mask
 

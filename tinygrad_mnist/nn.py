@@ -13,16 +13,8 @@ import math
 import numpy as np
 
 from . import functional as F
-from . import fused
+from .randomness import default_generator
 from .tensor import Tensor
-
-_default_rng = np.random.default_rng()
-
-
-def manual_seed(seed):
-    """Seed the generator layers use for their initial weights when given no `rng`."""
-    global _default_rng
-    _default_rng = np.random.default_rng(seed)
 
 
 class Module:
@@ -165,10 +157,12 @@ class Linear(Module):
     Weights start as He (Kaiming) normal: N(0, 2 / in_features), times `init_scale`. The 2 / fan-in
     variance keeps the size of activations steady through ReLU-like layers; the original program
     multiplied it by 0.1 (init_scale=0.1) for smaller first steps. Biases start at zero.
+    Draws: the weights, from `rng` (a numpy Generator), or when None from the library's generator
+    that `manual_seed` seeds.
     """
 
     def __init__(self, in_features, out_features, bias=True, init_scale=1.0, rng=None, dtype=np.float32):
-        rng = _default_rng if rng is None else rng
+        rng = default_generator if rng is None else rng
         self.in_features = in_features
         self.out_features = out_features
         std = math.sqrt(2.0 / in_features) * init_scale
@@ -177,16 +171,7 @@ class Linear(Module):
         self.bias = Tensor(np.zeros(out_features, dtype=dtype), requires_grad=True) if bias else None
 
     def forward(self, x):
-        if x.shape[-1:] != (self.in_features,):
-            hint = ""
-            if x.ndim > 2 and math.prod(x.shape[1:]) == self.in_features:
-                hint = f"; flatten it to ({x.shape[0]}, {self.in_features}) first"
-            raise ValueError(
-                f"Linear({self.in_features}, {self.out_features}) got input of shape {x.shape}{hint}"
-                + ("" if hint else f"; its last axis must be {self.in_features}")
-            )
-        # checked here, where the mistake is made, so the op itself is called (not F.linear again)
-        return fused.LinearOp.apply(x, self.weight) if self.bias is None else fused.LinearOp.apply(x, self.weight, self.bias)
+        return F.linear(x, self.weight, self.bias)  # which checks x's shape
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -255,6 +240,7 @@ def mlp(layer_sizes, negative_slope=0.01, init_scale=1.0, rng=None, dtype=np.flo
 
     mlp([784, 128, 10]) == Sequential(Linear(784, 128), LeakyReLU(), Linear(128, 10)).
     The last layer has no activation: it returns raw logits for F.cross_entropy.
+    Draws: every layer's weights, in order, from `rng`, or when None from the library's generator.
     """
     if len(layer_sizes) < 2:
         raise ValueError(f"mlp needs at least an input and an output size, got {list(layer_sizes)}")
@@ -274,27 +260,27 @@ class Conv2d(Module):
     weight: (out_channels, in_channels / groups, kh, kw), bias: (out_channels,). Both start uniform
     in +-1/sqrt(fan_in), fan_in = in_channels / groups * kh * kw: PyTorch's default (kaiming_uniform_
     with a=sqrt(5), whose bound sqrt(6 / ((1 + a^2) fan_in)) is that 1/sqrt(fan_in)), so a net built
-    here starts where the same net in PyTorch would. padding: an int, a pair, "valid" or "same".
+    here starts where the same net in PyTorch would. stride, padding (an int, a pair, "valid" or
+    "same") and dilation are checked by F.conv2d. Draws: the weights, then the biases, from `rng`
+    (a numpy Generator), or when None from the library's generator that `manual_seed` seeds.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
                  rng=None, dtype=np.float32):
-        rng = _default_rng if rng is None else rng
+        rng = default_generator if rng is None else rng
         if not isinstance(groups, int) or groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f"{type(self).__name__}: groups={groups!r} must divide in_channels ({in_channels}) "
-                             f"and out_channels ({out_channels})")
+                             f"and out_channels ({out_channels})")  # the weight's shape needs it now
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = self._sizes(kernel_size, "kernel_size", 1)
-        self.stride, self.dilation = self._sizes(stride, "stride", 1), self._sizes(dilation, "dilation", 1)
-        self.padding = padding if isinstance(padding, str) else self._sizes(padding, "padding", 0)
-        fan_in = in_channels // groups * math.prod(self.kernel_size)
-        bound = 1 / math.sqrt(fan_in)
+        self.kernel_size = self._kernel(kernel_size)  # the weight's shape needs it now
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        bound = 1 / math.sqrt(in_channels // groups * math.prod(self.kernel_size))
         weight = rng.uniform(-bound, bound, (out_channels, in_channels // groups, *self.kernel_size))
         self.weight = Tensor(weight.astype(dtype), requires_grad=True)
         self.bias = Tensor(rng.uniform(-bound, bound, out_channels).astype(dtype), requires_grad=True) if bias else None
 
-    def _sizes(self, value, name, minimum):
-        return F._pair(value, name, type(self).__name__, minimum)
+    def _kernel(self, kernel_size):
+        return F.as_pair(kernel_size, "kernel_size", type(self).__name__, 1)
 
     def forward(self, x):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
@@ -308,14 +294,13 @@ class Conv1d(Conv2d):
     """out = conv1d(x, weight, bias, ...): x (N, in, L) -> (N, out, OL), as torch.nn.Conv1d; weight
     (out_channels, in_channels / groups, k), PyTorch's init (see Conv2d)."""
 
-    def _sizes(self, value, name, minimum):
-        if not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ValueError(f"Conv1d: {name} must be an int >= {minimum}, got {value!r}")
-        return (int(value),)
+    def _kernel(self, kernel_size):
+        if not isinstance(kernel_size, (int, np.integer)) or kernel_size < 1:
+            raise ValueError(f"Conv1d: kernel_size must be an int >= 1, got {kernel_size!r}")
+        return (int(kernel_size),)
 
     def forward(self, x):
-        padding = self.padding if isinstance(self.padding, str) else self.padding[0]
-        return F.conv1d(x, self.weight, self.bias, self.stride[0], padding, self.dilation[0], self.groups)
+        return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 class MaxPool2d(Module):
@@ -366,18 +351,17 @@ class AdaptiveAvgPool2d(Module):
 class Dropout(Module):
     """In training mode, zero each element with probability p and scale the rest by 1 / (1 - p); in eval mode, x.
 
-    `model.train()` / `model.eval()` switch it. The mask comes from `rng`, or when None from the
-    generator `manual_seed` seeds, so a seeded run drops the same elements every time.
+    `model.train()` / `model.eval()` switch it. F.dropout checks p. Draws: a fresh mask at each
+    call in training mode, from `generator` (a numpy Generator), or when None from the library's
+    generator that `manual_seed` seeds, so a seeded run drops the same elements every time.
     """
 
-    def __init__(self, p=0.5, rng=None):
-        if not 0 <= p <= 1:
-            raise ValueError(f"Dropout probability p must lie in [0, 1], got {p}")
+    def __init__(self, p=0.5, generator=None):
         self.p = p
-        self.rng = rng
+        self.generator = generator
 
     def forward(self, x):
-        return F.dropout(x, self.p, self.training, rng=_default_rng if self.rng is None else self.rng)
+        return F.dropout(x, self.p, self.training, generator=self.generator)
 
     def extra_repr(self):
         return f"p={self.p}"
@@ -395,6 +379,8 @@ def lenet(dropout=0.0, padding=0, channels=(16, 32), batch_norm=False, rng=None,
     BatchNorm's bias replaces it), then MaxPool2d(2), BatchNorm2d, ReLU: after the pool, the
     normalization and the ReLU touch a quarter of the values they would before it.
     The Linear layer keeps this package's He init; the convolutions take PyTorch's.
+    Draws: the layers' weights in order, then in training every dropout mask, all from `rng`, or
+    when None from the library's generator that `manual_seed` seeds.
     """
     first, second = channels
     side = ((28 + 2 * padding - 4) // 2 - 4) // 2  # the image side after both conv + pool stages
@@ -407,7 +393,7 @@ def lenet(dropout=0.0, padding=0, channels=(16, 32), batch_norm=False, rng=None,
 
     layers = stage(1, first, padding) + stage(first, second, 0) + [Flatten()]
     if dropout:
-        layers.append(Dropout(dropout, rng=rng))
+        layers.append(Dropout(dropout, generator=rng))
     layers.append(Linear(second * side * side, 10, rng=rng, dtype=dtype))
     return Sequential(*layers)
 
@@ -519,11 +505,12 @@ class RMSNorm(Module):
 
 class Embedding(Module):
     """A table of num_embeddings vectors of embedding_dim, looked up by index, as torch.nn.Embedding:
-    indices (...) -> (..., embedding_dim). weight starts N(0, 1) (from `rng`, or the generator
-    manual_seed seeds); the row at padding_idx starts at zeros and gets no gradient."""
+    indices (...) -> (..., embedding_dim). The row at padding_idx starts at zeros and gets no gradient.
+    Draws: the weights N(0, 1), from `rng` (a numpy Generator), or when None from the library's
+    generator that `manual_seed` seeds."""
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, rng=None, dtype=np.float32):
-        rng = _default_rng if rng is None else rng
+        rng = default_generator if rng is None else rng
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
                 raise ValueError(f"Embedding: padding_idx {padding_idx} must lie in -{num_embeddings}..{num_embeddings - 1}")

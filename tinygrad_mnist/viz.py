@@ -28,6 +28,7 @@ from pathlib import Path
 import graphviz
 import numpy as np
 
+from .function import forward_defaults
 from .tensor import Tensor
 
 INSTALL_HINT = (
@@ -157,7 +158,7 @@ def _walk(root, backward):
         item = queue.popleft()
         order.append(item)
         if isinstance(item, Tensor):
-            parents = [] if item._ctx is None else [item._ctx]
+            parents = [] if item.grad_fn is None else [item.grad_fn]
         else:
             parents = [tensor for tensor in item.inputs if tensor.requires_grad or not backward]
         for parent in parents:
@@ -176,7 +177,7 @@ def _edges(kept, node_ids, backward):
     """
     edges = []
     tensors = [item for item in kept if isinstance(item, Tensor)]
-    output_of = {tensor._ctx: tensor for tensor in tensors if tensor._ctx is not None}
+    output_of = {tensor.grad_fn: tensor for tensor in tensors if tensor.grad_fn is not None}
     for item in kept:
         if isinstance(item, Tensor):
             continue
@@ -196,14 +197,14 @@ def _edges(kept, node_ids, backward):
                 marker_used = True
                 edges.append((op_id, "more", None) if backward else ("more", op_id, None))
     for tensor in tensors:  # tensors whose op did not fit: their data comes from the marker
-        if tensor._ctx is None or tensor._ctx in node_ids:
+        if tensor.grad_fn is None or tensor.grad_fn in node_ids:
             continue
         edges.append((node_ids[tensor], "more", None) if backward else ("more", node_ids[tensor], None))
     return edges
 
 
 def _tensor_kind(tensor):
-    if tensor._ctx is not None:
+    if tensor.grad_fn is not None:
         return "intermediate"
     return "parameter" if tensor.requires_grad else "input"
 
@@ -261,7 +262,7 @@ def op_label(ctx):
     """
     name = ctx.function.__name__
     options = ctx.options
-    defaults = _forward_defaults(ctx.function)
+    defaults = forward_defaults(ctx.function)
     shown = {
         key: value
         for key, value in options.items()
@@ -272,20 +273,6 @@ def op_label(ctx):
     if len(options) == 1:
         return f"{name}({_option_text(next(iter(shown.values())))})"
     return f"{name}(" + ", ".join(f"{key}={_option_text(value)}" for key, value in shown.items()) + ")"
-
-
-_defaults_cache = {}
-
-
-def _forward_defaults(function):
-    """{option name: default} from the signature of function.forward, read once per class."""
-    if function not in _defaults_cache:
-        try:
-            parameters = inspect.signature(function.forward).parameters.values()
-            _defaults_cache[function] = {p.name: p.default for p in parameters if p.default is not p.empty}
-        except (TypeError, ValueError):
-            _defaults_cache[function] = {}
-    return _defaults_cache[function]
 
 
 def _option_text(value):

@@ -8,7 +8,6 @@ worked and raises `CheckFailed(message, diagnosis)` at the first that did not.
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import sys
 import traceback
 import zlib
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..function import forward_defaults
 from ..tensor import Tensor
 
 # The named diagnoses: a short name (printed in brackets, and what the tests look for) and what
@@ -154,14 +154,6 @@ def first_mismatch(got, expected, rtol, atol):
     return tuple(int(i) for i in np.argwhere(bad)[0]) if bad.ndim else ()
 
 
-def forward_defaults(function):
-    """{name: default} of forward's keyword parameters."""
-    return {
-        p.name: p.default for p in inspect.signature(function.forward).parameters.values()
-        if p.default is not inspect.Parameter.empty
-    }
-
-
 # ----- an op, checked against a reference ---------------------------------------------------------
 def check_op(module, op, arrays, options, reference, label, needs=None, reduction=False, rtol=1e-6, atol=1e-9, diagnose=True, alternatives=()):
     """Run the learner's Function `op` on `arrays` (float64) with keyword `options`, and compare its
@@ -196,7 +188,7 @@ def check_op(module, op, arrays, options, reference, label, needs=None, reductio
         )
 
     grad_out = rng.standard_normal(out.shape)
-    ctx = out._ctx
+    ctx = out.grad_fn
     grads = call(module, f"{name}.backward ({label})", op.backward, ctx, grad_out.copy())
     if type(grads) is not tuple:
         grads = (grads,) if not isinstance(grads, list) else tuple(grads)
