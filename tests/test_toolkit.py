@@ -130,6 +130,7 @@ def test_cat_and_stack_as_torch_cat_and_torch_stack():
     {"padding": "same", "dilation": 2},
     {"padding": "valid"},
 ])
+@pytest.mark.filterwarnings("ignore:Using padding='same'")  # torch's note about its own copy, not ours
 def test_conv2d_options_match_pytorch(options):
     torch = torch_or_skip()
     rng = np.random.default_rng(4)
