@@ -57,7 +57,7 @@ import numpy as np
 
 import tinygrad_mnist
 from tinygrad_mnist import Tensor, nn, optim
-from tinygrad_mnist.lab import run
+from tinygrad_mnist.lab.malloc import pin_malloc_thresholds
 from tinygrad_mnist import functional as F
 from tinygrad_mnist.lab.data import normalize
 from tinygrad_mnist.reference import ManualSGD, mlp_loss_and_grads
@@ -139,7 +139,6 @@ def describe_machine(with_torch):
 
 
 # ----- the state of the process before timing -------------------------------------------------------
-pin_malloc_thresholds = run.pin_malloc_thresholds  # the remedy the training scripts use (see run.main)
 
 
 def warm_up_like_the_example(seed):

@@ -23,7 +23,8 @@ import numpy as np
 from tinygrad_mnist import Function, GradcheckError, Tensor, gradcheck, nn, no_grad, optim
 from tinygrad_mnist import functional as F
 from tinygrad_mnist.lab.data import batches, normalize
-from tinygrad_mnist.lab.datasets import DatasetNotFoundError, IDXError, load_mnist
+from tinygrad_mnist.lab.datasets import DatasetNotFoundError, load_mnist
+from tinygrad_mnist.lab.idx import IDXError
 
 
 # ----- 1. the op ---------------------------------------------------------------------------------

@@ -6,32 +6,25 @@
     python examples/mnist.py --plot run.png       # and a figure of the run (needs matplotlib)
     python examples/mnist.py --help
 
-Read it top to bottom: settings, data, model, the training loop, the report. The output follows
-the original program: accuracy before training, the initial loss, one line per epoch, accuracy
-after training. What surrounds the loop (flags, checkpoints for --save/--resume/--load, Ctrl-C,
-divergence, --metrics, --plot) is tinygrad_mnist/lab/run.py, one call a line here.
+Read it top to bottom: settings, the model, then main(): data, the training loop, the report.
+The output follows the original program: accuracy before training, the initial loss, one line
+per epoch, accuracy after training. examples/mnist_cnn.py states a CNN and its settings and runs
+this same main(). What surrounds the loop (checkpoints for --save/--resume/--load, Ctrl-C,
+divergence, --metrics, --plot) is tinygrad_mnist/lab/run.py, one call a line here; the flags and
+what a valid value is are tinygrad_mnist/lab/settings.py.
 """
 
-import signal
-import sys
+import math
+import time
 
-
-def stop_at_once(signum, frame):  # Ctrl-C before the loop starts, even while numpy imports
-    print("\nStopped by Ctrl-C.", file=sys.stderr)
-    sys.exit(130)
-
-
-signal.signal(signal.SIGINT, stop_at_once)
-
-import math  # noqa: E402  (after the Ctrl-C handler on purpose)
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 from tinygrad_mnist import Tensor, functional as F, optim
-from tinygrad_mnist.lab import run  # noqa: E402
-from tinygrad_mnist.lab.data import batches, normalize  # noqa: E402
-from tinygrad_mnist.lab.datasets import DatasetNotFoundError, IDXError, load_dataset  # noqa: E402
+from tinygrad_mnist.lab import run
+from tinygrad_mnist.lab.data import batches, normalize, random_flip
+from tinygrad_mnist.lab.datasets import DatasetNotFoundError, load_dataset
+from tinygrad_mnist.lab.idx import IDXError
+from tinygrad_mnist.lab.settings import parse_args
 
 # ----- settings: the defaults reach >= 98% test accuracy in well under 30 s on 2 cores ---------
 DEFAULTS = {
@@ -59,61 +52,77 @@ PRESETS = {
 INPUT_SHAPE = (-1, 784)  # an MLP takes each 28x28 image as one row of 784 pixels
 
 
-def main(argv=None):
+def mlp(settings):
+    """The model the settings describe, as a spec (lab/models.py rebuilds it from a checkpoint)
+    and the builder's options."""
+    layer_sizes = [784, *(int(size) for size in settings.hidden.split(",")), 10]
+    spec = {"kind": "mlp", "layer_sizes": layer_sizes, "negative_slope": settings.negative_slope}
+    return spec, {"init_scale": settings.init_scale}
+
+
+def main(argv=None, defaults=DEFAULTS, presets=PRESETS, model_spec=mlp, input_shape=INPUT_SHAPE,
+          description="Train an MLP on MNIST with tinygrad_mnist."):
     start_time = time.perf_counter()
-    args = run.parse_args(DEFAULTS, PRESETS, argv, description="Train an MLP on MNIST with tinygrad_mnist.")
+    args = parse_args(defaults, presets, argv, description=description)
     session = run.Session(args)  # reads --load/--resume, checks --save/--metrics, prints the settings
+    settings = session.settings  # the flags, the preset, the defaults, or the checkpoint's
 
-    rng = np.random.default_rng(args.seed)  # initial weights and batch order
-    layer_sizes = [784, *(int(size) for size in args.hidden.split(",")), 10]
-    spec = {"kind": "mlp", "layer_sizes": layer_sizes, "negative_slope": args.negative_slope}
-    model = session.model(spec, rng=rng, init_scale=args.init_scale)  # the saved weights with --load/--resume
-    optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
-                          clip_value=args.clip_value, clip_norm=args.clip_norm)
-    first_epoch = session.restore(optimizer, rng)  # --resume: momentum, batch order and epoch as saved
+    rng = np.random.default_rng(settings.seed)  # initial weights, batch order (and a CNN's dropout and flips)
+    spec, options = model_spec(settings)
+    model = session.model(spec, rng=rng, **options)  # the saved weights with --load/--resume
+    optimizer = optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
+                          clip_value=settings.clip_value, clip_norm=settings.clip_norm)
 
-    dataset = load_dataset(args.dataset, args.data_dir).subset(args.train_subset, args.test_subset)
+    dataset = load_dataset(settings.dataset, args.data_dir).subset(settings.train_subset, settings.test_subset)
     train_images, train_labels, test_images, test_labels = dataset
+    steps_per_epoch = math.ceil(len(train_images) / settings.batch_size)
+    scheduler = optim.CosineAnnealingLR(optimizer, T_max=settings.epochs * steps_per_epoch) \
+        if settings.schedule == "cosine" else None  # from lr down to 0 by the last step
+    first_epoch = session.start(model, optimizer, scheduler, rng)  # --resume: their states as saved
 
     if args.graph:  # the graph of one training step; --graph without --epochs only draws
-        images = Tensor(normalize(train_images[: args.batch_size]).reshape(INPUT_SHAPE), name="images")
-        session.draw_graph(F.cross_entropy(model(images), train_labels[: args.batch_size]), model)
+        images = Tensor(normalize(train_images[: settings.batch_size]).reshape(input_shape), name="images")
+        session.draw_graph(F.cross_entropy(model(images), train_labels[: settings.batch_size]))
         if args.graph_only:
             return
 
-    train_set, test_set = (train_images, train_labels, INPUT_SHAPE), (test_images, test_labels, INPUT_SHAPE)
+    train_set, test_set = (train_images, train_labels, input_shape), (test_images, test_labels, input_shape)
     _, initial_loss, _ = run.report("Model performance on training data before training:", model, *train_set)
     run.report("Model performance on test data before training:", model, *test_set)
     print(f"Initial loss: {initial_loss:.4f}")
 
-    steps_per_epoch = math.ceil(len(train_images) / args.batch_size)
-    total_steps = args.epochs * steps_per_epoch
-    print("Training..." if first_epoch < args.epochs else "No training (0 epochs left).")
+    print("Training..." if first_epoch < settings.epochs else "No training (0 epochs left).")
+    model.train()  # dropout on (evaluate switches to eval mode and back)
     with session.training():  # Ctrl-C stops after a step; --detect-anomaly checks every op
-        for epoch in range(first_epoch, args.epochs):
+        for epoch in range(first_epoch, settings.epochs):
             epoch_start, loss_sum = time.perf_counter(), 0.0
-            epoch_batches = batches(train_images, train_labels, args.batch_size, shuffle=True, rng=rng)
+            epoch_batches = batches(train_images, train_labels, settings.batch_size, shuffle=True, rng=rng)
             for step, (image_batch, label_batch) in session.steps(epoch_batches, epoch, steps_per_epoch):
-                optimizer.lr = run.learning_rate(args, epoch * steps_per_epoch + step, total_steps)
-                x = Tensor(normalize(image_batch).reshape(INPUT_SHAPE))  # (batch, 28, 28) uint8 -> (batch, 784) float32
+                if vars(settings).get("augment") == "flip":  # a CNN's setting: a mirrored shoe is still a shoe
+                    image_batch = random_flip(image_batch, rng)
+                x = Tensor(normalize(image_batch).reshape(input_shape))  # (batch, 28, 28) uint8 -> float32 input_shape
                 loss = F.cross_entropy(model(x), label_batch)
                 loss_sum += session.check_loss(loss.item())  # NaN or inf: stop, say what to try
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()  # the next step's learning rate
             correct, test_loss, _ = run.evaluate(model, *test_set)
             seconds = time.perf_counter() - epoch_start
-            print(f"Epoch {epoch + 1}/{args.epochs}  loss {loss_sum / steps_per_epoch:.4f}  "
+            print(f"Epoch {epoch + 1}/{settings.epochs}  loss {loss_sum / steps_per_epoch:.4f}  "
                   f"test accuracy {100 * correct / len(test_images):.2f}%  time {seconds:.1f}s")
-            session.end_epoch(epoch + 1, model, optimizer, rng, train_loss=loss_sum / steps_per_epoch, test_loss=test_loss,
+            session.end_epoch(epoch + 1, train_loss=loss_sum / steps_per_epoch, test_loss=test_loss,
                               test_accuracy=correct / len(test_images), lr=optimizer.lr, seconds=seconds)
 
     run.report("Model performance on training data after training:", model, *train_set)
     _, _, logits = run.report("Model performance on test data after training:", model, *test_set, dataset.classes)
     session.plot(test_images, test_labels, logits, dataset.classes)  # --plot: a figure of the run
-    session.finish(model, optimizer, rng)  # --save with 0 epochs: the model as it is
+    session.finish()  # --save with 0 epochs: the model as it is
     print(f"Total time: {time.perf_counter() - start_time:.1f}s")
 
 
+ERRORS = (DatasetNotFoundError, IDXError)  # a missing or damaged data file: one line, exit 1
+
 if __name__ == "__main__":
-    run.main(main, errors=(DatasetNotFoundError, IDXError))
+    run.main(main, errors=ERRORS)

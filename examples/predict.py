@@ -25,7 +25,7 @@ import numpy as np
 
 import tinygrad_mnist as tg
 from tinygrad_mnist import Tensor, nn
-from tinygrad_mnist.lab import run
+from tinygrad_mnist.lab import models
 from tinygrad_mnist.lab.checkpoint import CheckpointError
 from tinygrad_mnist.lab.data import normalize
 from tinygrad_mnist.lab.digits import DigitImageError, MissingPillowError, load_digit
@@ -64,7 +64,7 @@ def classify(model, digits):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        model = run.load_model(args.model).eval()
+        model = models.load_model(args.model).eval()
     except (CheckpointError, FileNotFoundError, KeyError, ValueError, TypeError) as error:
         sys.exit(f"error: --model {args.model}: {error}")
 

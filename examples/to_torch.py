@@ -25,10 +25,11 @@ import numpy as np
 
 import tinygrad_mnist as tg
 from tinygrad_mnist import Tensor, nn
-from tinygrad_mnist.lab import run
+from tinygrad_mnist.lab import models
 from tinygrad_mnist.lab.checkpoint import CheckpointError
 from tinygrad_mnist.lab.data import normalize
-from tinygrad_mnist.lab.datasets import IDXError, MNISTNotFoundError, load_mnist
+from tinygrad_mnist.lab.datasets import DatasetNotFoundError, load_mnist
+from tinygrad_mnist.lab.idx import IDXError
 from tinygrad_mnist.lab.interop import INSTALL_HINT, from_torch, to_torch
 
 TOLERANCE = 1e-5  # largest difference of logits accepted (in float32: plus 1e-5 times the logit)
@@ -52,7 +53,7 @@ def parse_args(argv=None):
 
 
 def save_model(path, model):
-    """Save an MLP (Linear layers with one LeakyReLU slope between them) so run.load_model rebuilds it."""
+    """Save an MLP (Linear layers with one LeakyReLU slope between them) so models.load_model rebuilds it."""
     linears = [layer for layer in model if isinstance(layer, nn.Linear)]
     slopes = {layer.negative_slope for layer in model if isinstance(layer, nn.LeakyReLU)}
     kinds = [type(layer).__name__ for layer in model]
@@ -60,7 +61,7 @@ def save_model(path, model):
         raise ValueError(f"save_model saves an MLP (Linear, LeakyReLU, ..., Linear with one slope), not {kinds}")
     layer_sizes = [linears[0].in_features] + [layer.out_features for layer in linears]
     spec = {"kind": "mlp", "layer_sizes": layer_sizes, "negative_slope": slopes.pop() if slopes else 0.01}
-    return run.save_model(path, model, spec)
+    return models.save_model(path, model, spec)
 
 
 def main(argv=None):
@@ -70,12 +71,12 @@ def main(argv=None):
     except ImportError:
         sys.exit(f"error: {INSTALL_HINT}")
     try:
-        model = run.load_model(args.checkpoint).eval()
+        model = models.load_model(args.checkpoint).eval()
     except (CheckpointError, FileNotFoundError, KeyError, ValueError, TypeError) as error:
         sys.exit(f"error: {args.checkpoint}: {error}")
     try:
         images = load_mnist(args.data_dir).test_images[:COMPARED]
-    except (MNISTNotFoundError, IDXError) as error:
+    except (DatasetNotFoundError, IDXError) as error:
         sys.exit(f"error: {error}")
     inputs = normalize(images, flatten=True)  # float32 (N, 784), as in training
 
@@ -102,7 +103,7 @@ def main(argv=None):
     back = from_torch(torch_model)
     if args.back:
         save_model(args.back, back)
-        back = run.load_model(args.back).eval()
+        back = models.load_model(args.back).eval()
         print(f"converted back and saved to {args.back}")
     back_difference = report("float32, back from PyTorch vs the original", ours, logits_of(back, inputs), None, None)
     sys.exit(0 if float32_ok and max(float64_difference, back_difference) <= TOLERANCE else 1)

@@ -22,19 +22,8 @@ import numpy as np
 import pytest
 
 from tinygrad_mnist.lab import datasets
-from tinygrad_mnist.lab.datasets import (
-    DATASETS,
-    MNIST,
-    ChecksumError,
-    Dataset,
-    DatasetNotFoundError,
-    IDXError,
-    MNISTNotFoundError,
-    encode_idx,
-    load_dataset,
-    load_mnist,
-    read_idx,
-)
+from tinygrad_mnist.lab.datasets import DATASETS, ChecksumError, Dataset, DatasetNotFoundError, load_dataset, load_mnist
+from tinygrad_mnist.lab.idx import IDXError, encode_idx, read_idx
 
 ALL_DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
 
@@ -397,7 +386,7 @@ def test_load_mnist_raises_checksum_error_for_a_damaged_local_file_instead_of_us
 def test_load_mnist_without_files_and_without_download_says_where_it_looked(tmp_path, fake_mnist, monkeypatch):
     monkeypatch.setenv(datasets.DATA_ENVIRONMENT_VARIABLE, str(tmp_path / "env"))
 
-    with pytest.raises(MNISTNotFoundError) as raised:
+    with pytest.raises(DatasetNotFoundError) as raised:
         load_mnist(data_dir=tmp_path / "given", download=False)
 
     message = str(raised.value)
@@ -550,7 +539,7 @@ def test_offline_load_raises_not_found_naming_places_and_failed_mirrors(tmp_path
     monkeypatch.setenv(datasets.DATA_ENVIRONMENT_VARIABLE, str(tmp_path / "env"))
     started = time.perf_counter()
 
-    with pytest.raises(MNISTNotFoundError) as raised:
+    with pytest.raises(DatasetNotFoundError) as raised:
         load_mnist(data_dir=tmp_path / "given", mirrors=[closed_port_url])
 
     message = str(raised.value)
@@ -566,7 +555,7 @@ def test_offline_load_raises_not_found_naming_places_and_failed_mirrors(tmp_path
 def test_subset_takes_the_first_examples_of_each_set_as_views():
     images = np.arange(5 * 2 * 2, dtype=np.uint8).reshape(5, 2, 2)
     labels = np.arange(5, dtype=np.uint8)
-    mnist = MNIST(images, labels, images[:3], labels[:3])
+    mnist = Dataset(images, labels, images[:3], labels[:3])
     small = mnist.subset(train=2, test=None)
     assert small.train_labels.tolist() == [0, 1] and small.test_labels.tolist() == [0, 1, 2]
     assert np.shares_memory(small.train_images, images)

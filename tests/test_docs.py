@@ -43,7 +43,8 @@ SKIP_MARKER = "no-run"
 SUBMODULES = [
     "tensor", "function", "ops", "fused", "functional", "nn", "optim",
     "gradcheck", "modes", "randomness", "reference", "viz", "conv",
-    "lab.checkpoint", "lab.data", "lab.datasets", "lab.plots", "lab.digits", "lab.interop", "lab.run",
+    "atomic", "lab.checkpoint", "lab.data", "lab.datasets", "lab.idx", "lab.plots", "lab.digits", "lab.interop",
+    "lab.extras", "lab.malloc", "lab.settings", "lab.models", "lab.run",
 ]
 
 

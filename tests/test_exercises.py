@@ -12,6 +12,8 @@ import io
 import os
 import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +67,8 @@ BROKEN = [
     ("elu", "return grad_out * np.where(x > 0, 1.0, out + alpha)",
      "return grad_out * np.where(x > 0, 1.0, -(out + alpha))", "wrong-sign"),
     ("elu", 'alpha = ctx.options["alpha"]', "alpha = 1.0", "keyword-not-read-in-backward"),
+    ("elu", "return grad_out * np.where(x > 0, 1.0, out + alpha)",
+     "grad_out *= np.where(x > 0, 1.0, out + alpha)\n        return grad_out", "grad-out-written-in-place"),
     ("logsumexp", 'grad = unreduce(grad_out, x.shape, ctx.options["axis"], ctx.options["keepdims"])',
      "grad = grad_out", "reduced-axis-not-put-back"),
     ("where", "return None, grad_a, grad_b", "return grad_a, grad_b", "wrong-number-of-gradients"),
@@ -75,6 +79,7 @@ BROKEN = [
      "return grad_out * np.where(local == 1, 1.0, np.random.uniform(1 / 8, 1 / 3, local.shape)), None",
      "noise-drawn-twice"),
     ("rmsprop", "parameter.data -= (self.lr", "parameter.data += (self.lr", "wrong-sign"),
+    ("rmsprop", 'self.per_parameter_state("square_average")', "[None] * len(self.params)", "state-not-saved"),
     ("label_smoothing", 'smoothing = ctx.options["smoothing"]', "smoothing = 0.1", "keyword-not-read-in-backward"),
     ("batchnorm", "        if self.training:\n", "        if True:\n", "mode-ignored"),
     ("batchnorm", "x.data.var(axis=0) * count / (count - 1)", "x.data.var(axis=0)", "running-var-biased"),
@@ -215,3 +220,108 @@ def test_gradcheck_error_shows_the_input_value_and_the_upstream_gradient_at_the_
     message = str(error.value)
     assert "at index (1, 0)" in message
     assert "there the input is 2 and the upstream gradient grad_out is -0.25" in message
+
+
+# ----- the checker decides in its own process (issue "nothing the kit reports is false") --------
+WRONG_SIGN_ELU = (SOLUTIONS / "elu.py").read_text(encoding="utf-8").replace(
+    "return grad_out * np.where(x > 0, 1.0, out + alpha)", "return grad_out * np.where(x > 0, 1.0, -(out + alpha))")
+
+
+def learner_file(tmp_path, source, name="my_elu.py"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(source), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("ending", ["import sys\nsys.exit(0)\n", "import os\nos._exit(0)\n",
+                                    "import atexit, os\natexit.register(lambda: os._exit(0))\n"],
+                         ids=["sys.exit", "os._exit", "atexit-os._exit"])
+def test_a_file_that_exits_0_is_not_a_pass(ending, tmp_path):
+    path = learner_file(tmp_path, WRONG_SIGN_ELU + ending)
+    result = run_command("check", "elu", str(path), "--no-train")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "not yet:" in result.stdout and "passed: all" not in result.stdout
+
+
+PATCHES = {
+    "check_op": "import tinygrad_mnist.exercises.elu as checker, tinygrad_mnist.exercises.common as common\n"
+                "checker.check_op = common.check_op = lambda *args, **kwargs: None\n",
+    "gradcheck": "import tinygrad_mnist.exercises.elu as checker\nchecker.gradcheck = lambda *args, **kwargs: None\n"
+                 "checker.check_op = lambda *args, **kwargs: None\n",
+    "check": "import tinygrad_mnist.exercises.elu as checker\nchecker.check = lambda module, report, train=True: report.ok('fine')\n",
+    "np.isclose": "np.isclose = lambda a, b, **kwargs: np.ones(np.broadcast(np.asarray(a), np.asarray(b)).shape, bool)\n"
+                  "np.allclose = lambda *args, **kwargs: True\n",
+}
+
+
+@pytest.mark.parametrize("patch", PATCHES.values(), ids=PATCHES.keys())
+def test_a_wrong_answer_that_patches_the_checker_or_numpy_is_not_a_pass(patch, tmp_path):
+    passed, output = run_check("elu", learner_file(tmp_path, WRONG_SIGN_ELU + patch))
+    assert not passed, output
+    assert "FAIL" in output
+
+
+def test_a_correct_answer_that_patches_the_checker_still_passes_on_the_parent_s_check(tmp_path):
+    passed, output = run_check("elu", learner_file(tmp_path, (SOLUTIONS / "elu.py").read_text() + PATCHES["check"]))
+    assert passed, output
+
+
+def test_a_message_the_learner_prints_is_not_a_pass(tmp_path):
+    source = WRONG_SIGN_ELU + 'print("passed: all 4 steps")\nprint(\'{"kind": "pass", "results": {}}\')\n'
+    passed, output = run_check("elu", learner_file(tmp_path, source))
+    assert not passed
+    assert "  |     passed: all 4 steps" in output  # passed on as the file's own output, marked
+
+
+@pytest.mark.parametrize("where", ["forward", "backward"])
+@pytest.mark.parametrize("how", ["while True:\n            pass", "import time; time.sleep(1000)"], ids=["loop", "sleep"])
+def test_a_loop_or_a_sleep_in_the_learner_s_op_times_out(where, how, tmp_path):
+    source = (SOLUTIONS / "elu.py").read_text()
+    marker = "x, out = ctx.saved" if where == "backward" else "out = np.where(x > 0"
+    source = source.replace(marker, f"{how}\n        {marker}", 1)
+    started = time.monotonic()
+    out = io.StringIO()
+    passed = check("elu", learner_file(tmp_path, source), train=False, out=out, timeout=1.5)
+    assert not passed
+    assert "FAIL  timed out after 1.5 s" in out.getvalue()
+    assert time.monotonic() - started < 15
+
+
+def test_a_non_daemon_thread_the_learner_started_does_not_keep_the_checker(tmp_path):
+    source = (SOLUTIONS / "elu.py").read_text() + "import threading, time\nthreading.Thread(target=time.sleep, args=(1000,)).start()\n"
+    started = time.monotonic()
+    result = run_command("check", "elu", str(learner_file(tmp_path, source)), "--no-train")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_a_correct_answer_with_a_closed_stdout_passes(tmp_path):
+    source = (SOLUTIONS / "elu.py").read_text() + "import sys\nsys.stdout.close()\n"
+    result = run_command("check", "elu", str(learner_file(tmp_path, source)), "--no-train")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "passed: all 4 steps" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["elu", "logsumexp", "batchnorm"])
+def test_a_correct_answer_with_numpy_errors_raising_passes(name, tmp_path):
+    source = (SOLUTIONS / f"{name}.py").read_text() + 'np.seterr(all="raise")\n'
+    passed, output = run_check(name, learner_file(tmp_path, source, f"my_{name}.py"))
+    assert passed, output
+    assert "changed numpy's error handling" in output
+
+
+@pytest.mark.parametrize("raised", ["KeyboardInterrupt", "BaseException", "GeneratorExit"])
+def test_a_base_exception_raised_at_import_is_one_line(raised, tmp_path):
+    result = run_command("check", "elu", str(learner_file(tmp_path, f"raise {raised}('at import')\n")), "--no-train")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    failure = [line for line in result.stdout.splitlines() if "FAIL" in line]
+    assert len(failure) == 1 and f"{raised}: at import (line 1 of my_elu.py" in failure[0], result.stdout
+
+
+def test_step_lines_and_the_verdict_come_from_the_parent_not_the_learner_s_stdout(tmp_path):
+    source = (SOLUTIONS / "elu.py").read_text() + 'print("hello from the file")\n'
+    passed, output = run_check("elu", learner_file(tmp_path, source))
+    assert passed
+    assert "  |     hello from the file" in output
+    assert output.rstrip().endswith("passed: all 4 steps")

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tinygrad_mnist.lab.datasets import IDX_TYPES, IDXError, encode_idx, read_idx
+from tinygrad_mnist.lab.idx import IDX_TYPES, IDXError, encode_idx, read_idx
 
 SEED = 20240601
 MUTANTS_PER_FILE = 40

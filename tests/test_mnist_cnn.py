@@ -14,7 +14,7 @@ import pytest
 
 from tests.test_mnist_example import REPO, final_test_accuracy
 from tinygrad_mnist import nn
-from tinygrad_mnist.lab import run as runlib
+from tinygrad_mnist.lab import models
 from tinygrad_mnist.lab.checkpoint import load_checkpoint
 
 SCRIPT = REPO / "examples" / "mnist_cnn.py"
@@ -35,7 +35,7 @@ def test_two_epochs_on_3000_images_reach_90_percent_and_load_rebuilds_the_cnn(mn
     assert trained.returncode == 0, trained.stderr
     assert final_test_accuracy(trained.stdout) >= 90.0
     assert "dropout=0.25" in trained.stdout.splitlines()[0]
-    model = runlib.load_model(path)
+    model = models.load_model(path)
     assert isinstance(model[0], nn.Conv2d) and model[0].weight.shape == (16, 1, 5, 5)
     assert any(isinstance(layer, nn.Dropout) and layer.p == 0.25 for layer in model)
     loaded = run(["--load", path, *SMALL], mnist_dir)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinygrad_mnist.lab import run
+from tinygrad_mnist.lab import models
 from tinygrad_mnist.lab.datasets import load_mnist
 from tinygrad_mnist.lab.digits import DigitImageError, MissingPillowError, load_digit, preprocess, read_image
 
@@ -161,7 +161,7 @@ def trained(mnist_dir, tmp_path_factory):
     finally:
         sys.path.remove(str(REPO / "examples"))
     mnist = load_mnist(data_dir=mnist_dir, download=False)
-    return predict, run.load_model(checkpoint).eval(), checkpoint, mnist, folder
+    return predict, models.load_model(checkpoint).eval(), checkpoint, mnist, folder
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +243,7 @@ def test_predict_feeds_a_cnn_checkpoint_its_images_as_one_channel(tmp_path):
     from tinygrad_mnist import nn
 
     spec = {"kind": "lenet", "dropout": 0.0, "padding": 0}
-    checkpoint = run.save_model(tmp_path / "cnn.npz", nn.lenet(rng=np.random.default_rng(0)), spec)
+    checkpoint = models.save_model(tmp_path / "cnn.npz", nn.lenet(rng=np.random.default_rng(0)), spec)
     digit = np.zeros((28, 28), dtype=np.uint8)
     digit[6:22, 12:16] = 255  # a "1"
     save(255 - np.kron(digit, np.ones((10, 10), dtype=np.uint8)), tmp_path / "one.png")

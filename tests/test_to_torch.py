@@ -11,7 +11,7 @@ import pytest
 
 import tinygrad_mnist as tg
 from tinygrad_mnist import Tensor, nn
-from tinygrad_mnist.lab import run
+from tinygrad_mnist.lab import models
 from tinygrad_mnist.lab.data import normalize
 from tinygrad_mnist.lab.datasets import load_mnist
 from tinygrad_mnist.lab.interop import INSTALL_HINT, MissingTorchError, UnsupportedLayerError, from_torch, to_torch
@@ -147,7 +147,7 @@ def test_the_script_moves_a_saved_model_to_torch_and_back_with_the_same_logits(t
     # what a PyTorch user does with the file: a plain nn.Sequential and load_state_dict
     torch_model = torch.nn.Sequential(torch.nn.Linear(784, 64), torch.nn.LeakyReLU(0.01), torch.nn.Linear(64, 10))
     torch_model.load_state_dict(torch.load(tmp_path / "model.pt"))
-    original, back = run.load_model(checkpoint), run.load_model(tmp_path / "back.npz")
+    original, back = models.load_model(checkpoint), models.load_model(tmp_path / "back.npz")
     inputs = normalize(load_mnist(data_dir=mnist_dir, download=False).test_images[:2000], flatten=True)
     ours = logits_of(original, inputs)
     np.testing.assert_array_equal(logits_of(back, inputs), ours)  # there and back: the same weights exactly

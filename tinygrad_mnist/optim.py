@@ -1,5 +1,6 @@
-"""Optimizers: the Optimizer base class, SGD with momentum, and gradient clipping, with the
-semantics of torch.optim and torch.nn.utils.clip_grad_*_. Updates work in place on the parameters'
+"""Optimizers: the Optimizer base class, SGD with momentum, Adam and AdamW, gradient clipping and
+learning-rate schedules (LRScheduler, CosineAnnealingLR, StepLR), with the semantics of torch.optim
+and torch.nn.utils.clip_grad_*_. Updates work in place on the parameters'
 arrays."""
 
 from __future__ import annotations
@@ -218,37 +219,77 @@ class AdamW(Adam):
         return grad
 
 
-class StepLR:
-    """Multiply the optimizer's learning rate by gamma every step_size epochs, as torch.optim.lr_scheduler.StepLR:
-    after n calls of step(), lr = base_lr * gamma ** (n // step_size). Call step() once an epoch, after
-    the optimizer's steps. state_dict() is {"base_lr", "step_size", "gamma", "last_epoch"}."""
+class LRScheduler:
+    """Base class of learning-rate schedules, as in torch.optim.lr_scheduler: it sets
+    `optimizer.lr` once at the start and again at every `step()`.
 
-    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        if not isinstance(step_size, int) or step_size < 1:
-            raise ValueError(f"StepLR step_size must be a positive int, got {step_size!r}")
-        self.optimizer, self.step_size, self.gamma = optimizer, step_size, gamma
-        self.base_lr = optimizer.lr
+    `last_epoch` counts the steps taken (PyTorch's name: it counts whatever you call step() for,
+    here training steps); `base_lrs` holds the optimizer's starting rate. A subclass defines
+    `get_lr()`, the rate after `last_epoch` steps, from `base_lrs` alone, so a schedule resumed from
+    `state_dict()` gives exactly the rates of one that never stopped.
+    """
+
+    def __init__(self, optimizer, last_epoch=-1):
+        self.optimizer = optimizer
+        self.base_lrs = [optimizer.lr]
         self.last_epoch = last_epoch
-        self.step()  # epoch 0 (last_epoch + 1): the starting learning rate, as torch's constructor does
+        self.step()  # last_epoch -1 -> 0: the optimizer starts at the schedule's first rate
 
-    def get_last_lr(self):
-        """[the learning rate the last step() set], a list as in torch (one entry: one parameter group)."""
-        return [self.optimizer.lr]
+    def get_lr(self):
+        """[the learning rate after `last_epoch` steps]. Subclasses define it."""
+        raise NotImplementedError(f"{type(self).__name__} must define get_lr()")
 
     def step(self):
-        """Advance one epoch and set the optimizer's lr for it."""
+        """Count one step and set the optimizer's learning rate to the schedule's next value."""
         self.last_epoch += 1
-        self.optimizer.lr = self.base_lr * self.gamma ** (self.last_epoch // self.step_size)
+        (self.optimizer.lr,) = self._last_lr = self.get_lr()
+
+    def get_last_lr(self):
+        """[the learning rate the last step() set]."""
+        return list(self._last_lr)
 
     def state_dict(self):
-        """What resumes the schedule: {"base_lr", "step_size", "gamma", "last_epoch"}."""
-        return {"base_lr": self.base_lr, "step_size": self.step_size, "gamma": self.gamma, "last_epoch": self.last_epoch}
+        """Everything but the optimizer: plain numbers and lists (JSON can hold it)."""
+        return {key: (list(value) if isinstance(value, list) else value)
+                for key, value in vars(self).items() if key not in ("optimizer", "_last_lr")}
 
     def load_state_dict(self, state):
-        """Restore state_dict() and the optimizer's lr for the restored epoch."""
-        unexpected = sorted(set(state) ^ {"base_lr", "step_size", "gamma", "last_epoch"})
-        if unexpected:
-            raise KeyError(f"StepLR state must have base_lr, step_size, gamma and last_epoch; mismatched {unexpected}")
-        self.base_lr, self.step_size, self.gamma = float(state["base_lr"]), int(state["step_size"]), float(state["gamma"])
-        self.last_epoch = int(state["last_epoch"]) - 1
-        self.step()
+        """Take up a schedule where state_dict() left it, and set the optimizer's rate to match."""
+        vars(self).update(state)
+        (self.optimizer.lr,) = self._last_lr = self.get_lr()
+
+
+class CosineAnnealingLR(LRScheduler):
+    """A cosine from the optimizer's rate down to `eta_min` over `T_max` steps (PyTorch's closed form):
+
+        lr(t) = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2,   t = last_epoch
+
+    A large rate early moves far; a small one late settles into the minimum found.
+    """
+
+    def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
+        self.T_max, self.eta_min = T_max, eta_min
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self.T_max == 0:  # no steps to anneal over
+            return list(self.base_lrs)
+        return [self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+                for base_lr in self.base_lrs]
+
+
+class StepLR(LRScheduler):
+    """Multiply the learning rate by gamma every step_size steps, as torch.optim.lr_scheduler.StepLR:
+    after n calls of step(), lr = base_lr * gamma ** (n // step_size). Call step() once per whatever
+    you count (an epoch, as PyTorch's examples do, or a training step). state_dict() holds
+    step_size, gamma, base_lrs and last_epoch."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
+        if not isinstance(step_size, int) or isinstance(step_size, bool) or step_size < 1:
+            raise ValueError(f"StepLR step_size must be a positive int, got {step_size!r}")
+        self.step_size, self.gamma = step_size, gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        """[base_lr * gamma ** (last_epoch // step_size)]: from base_lrs alone, so a resumed schedule is exact."""
+        return [base_lr * self.gamma ** (self.last_epoch // self.step_size) for base_lr in self.base_lrs]

@@ -39,8 +39,7 @@ class Tensor:
     dtype = property(lambda self: self.data.dtype, doc="The numpy dtype of the data: float32 (default) or float64.")
     size = property(lambda self: self.data.size, doc="The number of elements, the product of the shape.")
     is_leaf = property(lambda self: self._ctx is None, doc="True for tensors the user made (parameters, inputs).")
-    grad_fn = property(lambda self: self._ctx, doc="The Context of the op that made this tensor (None for a leaf): "
-                       "its .function (the op's class), .options and .inputs lead back through the graph.")
+    grad_fn = property(lambda self: self._ctx, doc="The op call that made this tensor, a Context (None for a leaf).")
 
     def numpy(self):
         """The data as an ndarray (shared, not copied)."""

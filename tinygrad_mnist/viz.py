@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import html
 import inspect
-import os
 import shutil
 from collections import deque
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import graphviz
 import numpy as np
 
+from .atomic import write_atomically
 from .function import forward_defaults
 from .tensor import Tensor
 
@@ -363,24 +363,12 @@ def render(digraph, path):
         raise ValueError(f"render: cannot tell the format from {path.name!r}; end the path with one of {suffixes}")
     source_path = path.with_suffix(".dot")
     if file_format == "dot" or not has_dot():
-        _write_atomically(source_path, digraph.source.encode("utf-8"))
+        write_atomically(source_path, lambda file: file.write(digraph.source.encode("utf-8")))
         return source_path
     try:
         image = digraph.pipe(format=file_format)
     except graphviz.ExecutableNotFound:
-        _write_atomically(source_path, digraph.source.encode("utf-8"))
+        write_atomically(source_path, lambda file: file.write(digraph.source.encode("utf-8")))
         return source_path
-    _write_atomically(path, image)
+    write_atomically(path, lambda file: file.write(image))
     return path
-
-
-def _write_atomically(path, data):
-    """Write to a temporary file beside `path`, then rename it: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

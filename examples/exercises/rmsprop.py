@@ -21,8 +21,10 @@ class RMSprop(Optimizer):
     """
 
     def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, momentum=0.0):
-        super().__init__(params)  # keeps self.params as a list, gives zero_grad()
-        # keep the settings, and one state array of each kind per parameter
+        super().__init__(params)  # keeps self.params as a list, gives zero_grad() and state_dict()
+        # keep the settings, and ask the base for each kind of per-parameter state:
+        # self.per_parameter_state("square_average") is a list with None per parameter that you
+        # fill in step(); state_dict() saves it and load_state_dict() restores it
         raise NotImplementedError("RMSprop.__init__")
 
     def step(self):

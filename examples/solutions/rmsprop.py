@@ -23,20 +23,27 @@ class RMSprop(Optimizer):
         if not lr > 0 or not 0 <= alpha < 1 or not eps > 0 or not 0 <= momentum < 1:
             raise ValueError(f"RMSprop needs lr > 0, 0 <= alpha < 1, eps > 0, 0 <= momentum < 1; got {lr}, {alpha}, {eps}, {momentum}")
         self.lr, self.alpha, self.eps, self.momentum = lr, alpha, eps, momentum
-        # per-parameter state: one array of each kind per parameter, shaped like it
-        self.square_averages = [np.zeros_like(parameter.data) for parameter in self.params]
-        self.momentum_buffers = [np.zeros_like(parameter.data) for parameter in self.params]
+        # per-parameter state, asked of the base so that state_dict() saves it and
+        # load_state_dict() restores it: one array per parameter, made at its first step
+        self.square_averages = self.per_parameter_state("square_average")
+        self.momentum_buffers = self.per_parameter_state("momentum_buffer")
 
     def step(self):
         """Update every parameter that has a gradient, in place."""
-        for parameter, square, buffer in zip(self.params, self.square_averages, self.momentum_buffers):
+        for index, parameter in enumerate(self.params):
             grad = parameter.grad
             if grad is None:
                 continue
+            if self.square_averages[index] is None:
+                self.square_averages[index] = np.zeros_like(parameter.data)
+            square = self.square_averages[index]
             square *= self.alpha
             square += (1 - self.alpha) * grad * grad
             update = grad / (np.sqrt(square) + self.eps)
             if self.momentum:
+                if self.momentum_buffers[index] is None:
+                    self.momentum_buffers[index] = np.zeros_like(parameter.data)
+                buffer = self.momentum_buffers[index]
                 buffer *= self.momentum
                 buffer += update
                 update = buffer

@@ -9,6 +9,7 @@ import numpy as np
 from ..gradcheck import GradcheckError, gradcheck
 from ..tensor import Tensor
 from .common import CheckFailed, call, check_op, load_mnist_subset, train_and_score
+from .probes import Probe
 
 TITLE = "BatchNorm1d, a layer with parameters and running state"
 NAMES = ("BatchNormFunction", "BatchNorm1d")
@@ -33,6 +34,12 @@ def running_by_formula(batches, momentum=0.1):
         mean = (1 - momentum) * mean + momentum * batch.mean(axis=0)
         var = (1 - momentum) * var + momentum * batch.var(axis=0, ddof=1)
     return mean, var
+
+
+def probes(rng):
+    """Fresh cases for the parent to re-check (see process.py): drawn anew every run."""
+    arrays = [rng.standard_normal((6, 4)) * 2 + 1, rng.standard_normal(4), rng.standard_normal(4)]
+    return [Probe("BatchNormFunction", "x (6, 4), eps drawn", arrays, {"eps": float(rng.uniform(0.01, 1))}, reference, atol=1e-7)]
 
 
 def check(module, report, train=True):

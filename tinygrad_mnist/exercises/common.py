@@ -49,6 +49,14 @@ DIAGNOSES = {
     "overlapping-windows-overwrite": "where windows overlap (stride < kernel_size), one input "
     "element can be the largest of several windows; its gradient is the sum of theirs. An "
     "assignment grad_x[index] = grad_out keeps only the last; np.add.at(grad_x, index, grad_out) adds.",
+    "grad-out-written-in-place": "backward wrote into grad_out (grad_out *= ..., grad_out[...] = ..., "
+    "or out=grad_out). grad_out belongs to the graph, not to your op: where a tensor is used twice, "
+    "the same array is passed on to the other ops, and changing it changes their gradients too. "
+    "Return a new array instead: return grad_out * local_derivative.",
+    "state-not-saved": "state_dict() must hold every array step() keeps from one step to the next, "
+    "so that load_state_dict() resumes exactly where the run stopped. Ask the base class for each "
+    "kind of state with self.per_parameter_state(\"name\") (a list with one array or None per "
+    "parameter, filled in step()), as optim.SGD does; then state_dict and load_state_dict work unchanged.",
     "not-implemented": "this part still raises NotImplementedError: write it, then check again.",
 }
 
@@ -100,7 +108,7 @@ def load_file(path, names):
         spec.loader.exec_module(module)
     except SyntaxError as error:
         raise CheckFailed(f"{path} does not parse: line {error.lineno}: {error.msg}") from None
-    except Exception as error:  # noqa: BLE001 - any failure on import is the learner's to see
+    except BaseException as error:  # noqa: BLE001 - SystemExit, KeyboardInterrupt too: the learner's to see
         raise CheckFailed(f"importing {path} failed: {describe(error, path)}") from None
     missing = [name for name in names if not hasattr(module, name)]
     if missing:
@@ -127,18 +135,38 @@ def describe(error, path=None):
 
 
 def call(module, what, function, *args, **kwargs):
-    """Call the learner's code; NotImplementedError and crashes become a CheckFailed naming `what`."""
+    """Call the learner's code; NotImplementedError and crashes become a CheckFailed naming `what`.
+    numpy's error handling is the checker's again afterwards, whatever np.seterr the code called."""
+    errors = np.geterr()
     try:
         return function(*args, **kwargs)
     except NotImplementedError:
         raise CheckFailed(f"{what} is not written yet (it raises NotImplementedError)", "not-implemented") from None
     except CheckFailed:
         raise
-    except Exception as error:  # noqa: BLE001
+    except BaseException as error:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are the learner's too
         diagnosis = None
         if isinstance(error, ValueError) and "broadcast" in str(error):
             diagnosis = getattr(module, "__broadcast_diagnosis__", None)
+        elif isinstance(error, ValueError) and "read-only" in str(error) and ".backward" in what:
+            diagnosis = "grad-out-written-in-place"
         raise CheckFailed(f"{what} raised {describe(error, getattr(module, '__checked_path__', None))}", diagnosis) from None
+    finally:
+        np.seterr(**errors)
+
+
+def read_only(array):
+    """A copy of `array` that cannot be written: what backward gets as grad_out in the checks."""
+    array = np.array(array)
+    array.flags.writeable = False
+    return array
+
+
+def quiet_reference(reference, *args, **kwargs):
+    """The checker's reference under numpy's error handling of its own, so an np.seterr(all="raise")
+    in the learner's file cannot make the checker's own arithmetic raise."""
+    with np.errstate(all="ignore"):
+        return reference(*args, **kwargs)
 
 
 def show(array):
@@ -171,9 +199,9 @@ def check_op(module, op, arrays, options, reference, label, needs=None, reductio
     call_text = f"{name}.apply({', '.join('shape ' + str(np.shape(a)) for a in arrays)}{', ' + shown_options if shown_options else ''})"
     module.__broadcast_diagnosis__ = "reduced-axis-not-put-back" if reduction else "not-summed-to-broadcast-input"
     rng = np.random.default_rng(zlib.crc32(label.encode()))
-    expected_out, _ = reference(None, *arrays, **options)
+    expected_out, _ = quiet_reference(reference, None, *arrays, **options)
     if needs is None:
-        _, probe = reference(np.ones(np.shape(expected_out)), *arrays, **options)
+        _, probe = quiet_reference(reference, np.ones(np.shape(expected_out)), *arrays, **options)
         needs = [gradient is not None for gradient in probe]
     tensors = [Tensor(np.array(a, dtype=np.float64), requires_grad=need) for a, need in zip(arrays, needs)]
 
@@ -189,7 +217,7 @@ def check_op(module, op, arrays, options, reference, label, needs=None, reductio
 
     grad_out = rng.standard_normal(out.shape)
     ctx = out.grad_fn
-    grads = call(module, f"{name}.backward ({label})", op.backward, ctx, grad_out.copy())
+    grads = call(module, f"{name}.backward ({label})", op.backward, ctx, read_only(grad_out))
     if type(grads) is not tuple:
         grads = (grads,) if not isinstance(grads, list) else tuple(grads)
     if len(grads) != len(tensors):
@@ -197,7 +225,7 @@ def check_op(module, op, arrays, options, reference, label, needs=None, reductio
             f"{name}.backward returned {len(grads)} gradient(s) for the {len(tensors)} inputs of "
             f"{call_text}", "wrong-number-of-gradients"
         )
-    _, expected_grads = reference(grad_out, *arrays, **options)
+    _, expected_grads = quiet_reference(reference, grad_out, *arrays, **options)
     for index, (got, want, tensor) in enumerate(zip(grads, expected_grads, tensors)):
         if want is None or not tensor.requires_grad:
             continue
@@ -260,11 +288,12 @@ def keyword_diagnosis(module, op, options, reference, arrays, label):
 def load_mnist_subset(train, test):
     """The first `train` training and `test` test images, normalized and flattened, with labels."""
     from ..lab.data import normalize
-    from ..lab.datasets import IDXError, MNISTNotFoundError, load_mnist
+    from ..lab.datasets import DatasetNotFoundError, load_mnist
+    from ..lab.idx import IDXError
 
     try:
         mnist = load_mnist().subset(train, test)
-    except (MNISTNotFoundError, IDXError) as error:
+    except (DatasetNotFoundError, IDXError) as error:
         raise CheckFailed(f"the training run needs the MNIST files: {error} (or check again with --no-train)") from None
     return (normalize(mnist.train_images, flatten=True), mnist.train_labels,
             normalize(mnist.test_images, flatten=True), mnist.test_labels)

@@ -8,6 +8,7 @@ import numpy as np
 from ..gradcheck import GradcheckError, gradcheck
 from ..tensor import Tensor
 from .common import CheckFailed, call, check_activation_trains, check_op
+from .probes import Probe
 
 TITLE = "ELU, an elementwise op whose derivative you derive"
 NAMES = ("ELU",)
@@ -21,6 +22,12 @@ def reference(grad_out, x, alpha=1.0):
     if grad_out is None:
         return out, None
     return out, (grad_out * np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0))),)
+
+
+def probes(rng):
+    """Fresh cases for the parent to re-check (see process.py): drawn anew every run."""
+    return [Probe("ELU", "(4, 6), alpha left out", [rng.standard_normal((4, 6)) * 3], {}, reference),
+            Probe("ELU", "(7,), alpha drawn", [rng.standard_normal(7) * 3], {"alpha": float(rng.uniform(0.2, 3))}, reference)]
 
 
 def check(module, report, train=True):

@@ -9,6 +9,7 @@ import numpy as np
 from ..gradcheck import GradcheckError, gradcheck
 from ..tensor import Tensor
 from .common import CheckFailed, call, check_op, first_mismatch
+from .probes import Probe
 
 TITLE = "label-smoothing cross-entropy, composite and fused, measured"
 NAMES = ("smoothed_cross_entropy_composite", "SmoothedCrossEntropy", "smoothed_cross_entropy_fused", "measure")
@@ -24,6 +25,13 @@ def reference(grad_out, logits, labels, smoothing=0.1):
     if grad_out is None:
         return loss, None
     return loss, ((np.exp(log_probs) - targets) * grad_out / count, None)
+
+
+def probes(rng):
+    """Fresh cases for the parent to re-check (see process.py): drawn anew every run."""
+    labels = rng.integers(0, 6, 5).astype(np.float64)
+    return [Probe("SmoothedCrossEntropy", "(5, 6), smoothing drawn", [rng.standard_normal((5, 6)) * 2, labels],
+                  {"smoothing": float(rng.uniform(0.05, 0.5))}, reference, needs=(True, False))]
 
 
 def check(module, report, train=True):

@@ -9,6 +9,7 @@ import numpy as np
 from ..gradcheck import GradcheckError, gradcheck
 from ..tensor import Tensor
 from .common import CheckFailed, call, check_op
+from .probes import Probe
 
 TITLE = "log-sum-exp over an axis, a reduction"
 NAMES = ("LogSumExp",)
@@ -23,6 +24,13 @@ def reference(grad_out, x, axis=None, keepdims=False):
         return out, None
     grad = grad_out if keepdims else np.expand_dims(grad_out, axis if axis is not None else tuple(range(x.ndim)))
     return out, (grad * np.exp(x - kept),)
+
+
+def probes(rng):
+    """Fresh cases for the parent to re-check (see process.py): drawn anew every run."""
+    return [Probe("LogSumExp", "(5, 5), axis=1", [rng.standard_normal((5, 5)) * 3], {"axis": 1}, reference),
+            Probe("LogSumExp", "(3, 4, 2), axis=(0, 2), keepdims=True", [rng.standard_normal((3, 4, 2))],
+                  {"axis": (0, 2), "keepdims": True}, reference)]
 
 
 def check(module, report, train=True):

@@ -12,6 +12,7 @@ import numpy as np
 from ..gradcheck import GradcheckError, gradcheck
 from ..tensor import Tensor
 from .common import CheckFailed, call, check_op
+from .probes import Probe
 
 TITLE = "MaxPool2d from scratch (the hard one)"
 NAMES = ("MaxPool2d",)
@@ -48,6 +49,12 @@ def loop_reference(grad_out, x, kernel_size=2, stride=None, overwrite=False):
 def distinct(rng, *shape):
     """Random values with no ties and at least 0.01 apart, so a nudge of 1e-6 never changes a max."""
     return rng.permutation(np.prod(shape)).reshape(shape) * 0.01 - np.prod(shape) * 0.005
+
+
+def probes(rng):
+    """Fresh cases for the parent to re-check (see process.py): drawn anew every run."""
+    return [Probe("MaxPool2d", "(2, 2, 5, 5), kernel 3, stride 2: windows overlap", [distinct(rng, 2, 2, 5, 5)],
+                  {"kernel_size": 3, "stride": 2}, loop_reference)]
 
 
 def check(module, report, train=True):

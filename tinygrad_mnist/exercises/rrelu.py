@@ -9,6 +9,7 @@ import numpy as np
 from ..gradcheck import GradcheckError, gradcheck
 from ..tensor import Tensor
 from .common import CheckFailed, call, check_op, load_mnist_subset, train_and_score
+from .probes import Probe
 
 TITLE = "RReLU, a layer with randomness and train()/eval() modes"
 NAMES = ("SlopedReLU", "RReLU")
@@ -18,6 +19,12 @@ LOWER, UPPER = 1 / 8, 1 / 3  # PyTorch's defaults
 def reference(grad_out, x, slopes):
     local = np.where(x >= 0, 1.0, slopes)
     return x * local, (None if grad_out is None else (grad_out * local, None))
+
+
+def probes(rng):
+    """Fresh cases for the parent to re-check (see process.py): drawn anew every run."""
+    return [Probe("SlopedReLU", "(4, 5), slopes given", [rng.standard_normal((4, 5)) * 3, rng.uniform(LOWER, UPPER, (4, 5))],
+                  {}, reference, needs=(True, False))]
 
 
 def check(module, report, train=True):

@@ -8,6 +8,7 @@ import numpy as np
 from ..gradcheck import GradcheckError, gradcheck
 from ..tensor import Tensor
 from .common import CheckFailed, call, check_op
+from .probes import Probe
 
 TITLE = "where(condition, a, b), an op with three inputs"
 NAMES = ("Where",)
@@ -29,6 +30,12 @@ def reference(grad_out, condition, a, b):
     if grad_out is None:
         return out, None
     return out, (None, sum_to(np.where(mask, grad_out, 0.0), np.shape(a)), sum_to(np.where(mask, 0.0, grad_out), np.shape(b)))
+
+
+def probes(rng):
+    """Fresh cases for the parent to re-check (see process.py): drawn anew every run."""
+    condition = (rng.random((3, 5)) < 0.5).astype(np.float64)
+    return [Probe("Where", "a (3, 1), b (5,)", [condition, rng.standard_normal((3, 1)), rng.standard_normal(5)], {}, reference)]
 
 
 def check(module, report, train=True):

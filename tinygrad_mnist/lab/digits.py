@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .extras import require
+
 INSTALL_HINT = 'reading images needs Pillow: pip install -e ".[images]"'
 FIELD = 28  # MNIST's image size
 BOX = 20  # the digit is fitted into a BOX x BOX square inside the field
@@ -57,11 +59,9 @@ class DigitImageError(ValueError):
 
 
 def _pillow():
-    try:
-        from PIL import Image, ImageOps, UnidentifiedImageError
-    except ImportError:
-        raise MissingPillowError(INSTALL_HINT) from None
-    return Image, ImageOps, UnidentifiedImageError
+    PIL = require("PIL", MissingPillowError(INSTALL_HINT))
+    require("PIL.ImageOps", MissingPillowError(INSTALL_HINT))
+    return PIL.Image, PIL.ImageOps, PIL.UnidentifiedImageError
 
 
 def read_image(path):

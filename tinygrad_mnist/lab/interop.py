@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import nn
 from ..tensor import Tensor
+from .extras import require
 
 INSTALL_HINT = "converting to and from PyTorch needs torch: pip install torch (https://pytorch.org/get-started/)"
 SUPPORTED = "Linear, ReLU, LeakyReLU, Flatten"
@@ -34,11 +35,7 @@ class UnsupportedLayerError(TypeError):
 
 
 def _torch():
-    try:
-        import torch
-    except ImportError:
-        raise MissingTorchError(INSTALL_HINT) from None
-    return torch
+    return require("torch", MissingTorchError(INSTALL_HINT))
 
 
 def to_torch(model):

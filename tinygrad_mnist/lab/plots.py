@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .extras import require
+
 FORMATS = (".png", ".svg")
 INSTALL_HINT = 'plots need matplotlib: pip install -e ".[plots]"'
 SMOOTHING = 0.98  # the loss curve's moving average forgets a step's weight over ~50 steps
@@ -28,6 +30,12 @@ WORST_COUNT = 16  # images in the "most wrong" grid
 
 class MissingMatplotlibError(ImportError):
     """Drawing was asked for, but matplotlib is not installed; str(error) says how to install it."""
+
+
+def _log_softmax(logits):
+    """log p(class) of each row of `logits`, with the max subtracted: no overflow however large."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def confusion_matrix(labels, predictions, num_classes):
@@ -59,10 +67,7 @@ def most_wrong(logits, labels, count=WORST_COUNT):
     logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
     if logits.ndim != 2 or labels.shape != (len(logits),):
         raise ValueError(f"most_wrong needs logits (N, classes) and labels (N,), got {logits.shape} and {labels.shape}")
-    # log-softmax with the max subtracted: no overflow however large the logits
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    losses = -log_probabilities[np.arange(len(labels)), labels]
+    losses = -_log_softmax(logits)[np.arange(len(labels)), labels]
     wrong = np.flatnonzero(logits.argmax(axis=1) != labels)
     # stable sort on the negated loss: equal losses keep their dataset order
     return wrong[np.argsort(-losses[wrong], kind="stable")][:count]
@@ -91,10 +96,7 @@ def check_plot_path(path):
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
         raise ValueError(f"plot_training writes .png or .svg, not {path.name!r}; end the path with .png or .svg")
-    try:
-        import matplotlib.figure  # noqa: F401 - only to know that it can be imported
-    except ImportError:
-        raise MissingMatplotlibError(INSTALL_HINT) from None
+    require("matplotlib.figure", MissingMatplotlibError(INSTALL_HINT))
     return path
 
 
@@ -117,8 +119,7 @@ def plot_training(path, *, step_losses, epoch_accuracies, images, labels, logits
         raise ValueError(f"plot_training got {len(images)} images, {len(labels)} labels and {len(logits)} logits; they must pair up")
     if epoch_accuracies.size and not (0 <= epoch_accuracies.min() and epoch_accuracies.max() <= 1):
         raise ValueError("plot_training: epoch_accuracies are fractions in [0, 1]; divide percentages by 100")
-    from matplotlib.figure import Figure
-
+    Figure = require("matplotlib.figure", MissingMatplotlibError(INSTALL_HINT)).Figure
     predictions = logits.argmax(axis=1)
     figure = Figure(figsize=(15, 9), layout="constrained")
     top, bottom = figure.subfigures(2, 1, height_ratios=(1.15, 1))
@@ -177,8 +178,7 @@ def _draw_most_wrong(subfigure, images, labels, logits, class_names):
     subfigure.suptitle(f"the {len(worst)} test images with the highest loss among the misclassified")
     columns = WORST_COUNT // 2
     grid = subfigure.subplots(2, columns)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    probabilities = np.exp(_log_softmax(logits))
     for axes, index in zip(grid.flat, list(worst) + [None] * (grid.size - len(worst))):
         axes.set_axis_off()
         if index is None:
