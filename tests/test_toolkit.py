@@ -399,7 +399,7 @@ def test_adam_state_dict_round_trip_continues_the_same_trajectory():
     start, gradients = rng.standard_normal(5), [rng.standard_normal(5) for _ in range(4)]
 
     def run(steps, optimizer_state=None, parameter=None):
-        parameter = parameter or Tensor(start.copy(), requires_grad=True)
+        parameter = parameter if parameter is not None else Tensor(start.copy(), requires_grad=True)
         optimizer = optim.Adam([parameter], lr=0.01)
         if optimizer_state is not None:
             optimizer.load_state_dict(optimizer_state)

@@ -86,7 +86,7 @@ class Module:
         return [array for _, array in self.named_buffers()]
 
     def _named_state(self, prefix="", seen=None):
-        """(name, array, "parameter" or "buffer"): a module's parameters, then its buffers, then its
+        """(name, tensor or array, "parameter" or "buffer"): a module's parameters, then its buffers, then its
         children's, the order of PyTorch's state_dict; a shared parameter once."""
         seen, children = set() if seen is None else seen, []
         for name, value in vars(self).items():
@@ -94,7 +94,7 @@ class Module:
                 path = prefix + name + ("" if index is None else f".{index}")
                 if isinstance(item, Tensor) and item.requires_grad and id(item) not in seen:
                     seen.add(id(item))
-                    yield path, item.data, "parameter"
+                    yield path, item, "parameter"
                 elif isinstance(item, Module):
                     children.append((path, item))
         for name in vars(self).get("_buffer_names", ()):
@@ -105,11 +105,11 @@ class Module:
     def state_dict(self):
         """{name: a copy of its ndarray} for every parameter and buffer (running statistics), in PyTorch's
         order: everything needed to rebuild the model."""
-        return {name: array.copy() for name, array, _ in self._named_state()}
+        return {name: np.array(value.data if kind == "parameter" else value) for name, value, kind in self._named_state()}
 
     def load_state_dict(self, state):
         """Copy arrays from `state` into the parameters and buffers in place, after checking names, shapes and dtypes."""
-        own = {name: array for name, array, _ in self._named_state()}
+        own = {name: value.data if kind == "parameter" else value for name, value, kind in self._named_state()}
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
         if missing or unexpected:
@@ -126,8 +126,11 @@ class Module:
                 )
             if array.dtype != target.dtype:
                 raise TypeError(f"state_dict['{name}'] has dtype {array.dtype}, the model's has {target.dtype}")
-        for name, target in own.items():
-            np.copyto(target, state[name])  # in place: optimizers and layers keep their references
+        for name, value, kind in self._named_state():
+            if kind == "parameter":
+                value.copy_(state[name])  # in place (optimizers keep their references), and counted
+            else:
+                np.copyto(value, state[name])  # a buffer: in place, the layer keeps its reference
 
     def __repr__(self):
         children = [f"  ({name}): {value!r}".replace("\n", "\n  ") for name, value in vars(self).items() if isinstance(value, Module)]
@@ -206,7 +209,7 @@ class Flatten(Module):
 
     def forward(self, x):
         start, end = range(x.ndim)[self.start_dim], range(x.ndim)[self.end_dim]  # negative dims count from the end
-        return x.reshape(*x.shape[:start], -1, *x.shape[end + 1 :])
+        return x.reshape(*x.shape[:start], math.prod(x.shape[start : end + 1]), *x.shape[end + 1 :])  # not -1: N = 0 too
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
