@@ -11,7 +11,7 @@ from .function import Context, Function, unbroadcast, unreduce
 from .gradcheck import GradcheckError, gradcheck
 from .modes import AnomalyError, detect_anomaly, enable_grad, is_grad_enabled, no_grad
 from .randomness import manual_seed
-from .tensor import Tensor
+from .tensor import Tensor, cat, stack
 
 __version__ = "0.1.0"
 
@@ -27,6 +27,7 @@ __all__ = [
     "Function",
     "GradcheckError",
     "Tensor",
+    "cat",
     "conv",
     "detect_anomaly",
     "enable_grad",
@@ -39,6 +40,7 @@ __all__ = [
     "no_grad",
     "ops",
     "optim",
+    "stack",
     "unbroadcast",
     "unreduce",
 ]

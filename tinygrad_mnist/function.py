@@ -100,8 +100,11 @@ BOOL = np.dtype(np.bool_)
 
 @functools.cache  # inspect.signature takes 10-50 µs, more than the op: once per op class and input count
 def forward_defaults(function, input_count=0):
-    """{name: default} of function.forward's parameters after ctx and `input_count` inputs (shared: read only)."""
-    parameters = list(inspect.signature(function.forward).parameters.values())[1 + input_count :]  # after ctx
+    """{name: default} of function.forward's parameters after ctx and `input_count` inputs (shared: read
+    only); for forward(ctx, *arrays, axis=0), whatever the count, its keyword-only parameters."""
+    parameters = list(inspect.signature(function.forward).parameters.values())[1:]  # after ctx
+    variadic = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
+    parameters = [p for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY] if variadic else parameters[input_count:]
     return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
 
 

@@ -1,6 +1,6 @@
 """Exercise 7: BatchNorm1d. The training-mode op against the formula (eps left out and given) and
 gradcheck; the layer's parameters and running state; running estimates after several batches;
-evaluation with them; torch.nn.BatchNorm1d when installed; a training run."""
+evaluation with them; the library's own nn.BatchNorm1d; torch.nn.BatchNorm1d when installed; a training run."""
 
 from __future__ import annotations
 
@@ -149,6 +149,16 @@ def check(module, report, train=True):
     if not np.allclose(single, want[:1], rtol=1e-4, atol=1e-5):
         raise CheckFailed("in eval mode one example alone must give the same output as inside a batch")
     report.ok("eval(): normalizes with the running estimates, leaves them unchanged; one example alone works")
+
+    from .. import nn
+
+    ours, builtin = BatchNorm1d(5, momentum=0.2), nn.BatchNorm1d(5, momentum=0.2)
+    for batch in batches:
+        out, want = ours(Tensor(batch)), builtin(Tensor(batch))
+    if not (np.allclose(out.data, want.data, atol=1e-4) and np.allclose(ours.running_mean, builtin.running_mean, atol=1e-5)
+            and np.allclose(ours.running_var, builtin.running_var, atol=1e-5)):
+        raise CheckFailed("BatchNorm1d (momentum 0.2) disagrees with the library's nn.BatchNorm1d on the output or the running estimates")
+    report.ok("agrees with the library's nn.BatchNorm1d(5, momentum=0.2): outputs and running estimates after 4 batches")
 
     try:
         import torch

@@ -72,6 +72,8 @@ SETTINGS = {
     "batch_size": Setting(int, "examples per step", _rule(lambda v: v >= 1, "at least 1")),
     "lr": Setting(float, "peak learning rate", _rule(_float32_positive, _POSITIVE)),
     "momentum": Setting(float, "SGD momentum", _rule(lambda v: 0 <= v < 1, "in [0, 1)")),
+    "optimizer": Setting(str, "the optimizer: sgd (with --momentum) or adam (torch's defaults but --lr)",
+                         _choice("sgd", "adam"), choices=("sgd", "adam")),
     "hidden": Setting(str, "hidden layer sizes, e.g. 256 or 128,64", _check_sizes),
     "init_scale": Setting(float, "multiplier of the He initialisation", _rule(_float32_positive, _POSITIVE)),
     "negative_slope": Setting(float, "leaky ReLU slope below zero", _rule(_finite, "a finite number")),
@@ -82,8 +84,11 @@ SETTINGS = {
     "dropout": Setting(float, "dropout probability before the last layer", _rule(lambda v: 0 <= v < 1, "in [0, 1)")),
     "padding": Setting(int, "zeros around the image before the first convolution", _rule(lambda v: 0 <= v <= 4, "0 to 4")),
     "channels": Setting(str, "output channels of the two convolutions, e.g. 16,32", _check_sizes),
-    "augment": Setting(str, "training-time augmentation: none, or flip (mirror a random half of each batch)",
-                       _choice("none", "flip"), choices=("none", "flip")),
+    "augment": Setting(str, "training-time augmentation: none, flip (mirror a random half of each batch) or "
+                       "shift (move each image by up to 2 pixels)", _choice("none", "flip", "shift"),
+                       choices=("none", "flip", "shift")),
+    "norm": Setting(str, "normalization in the CNN: none, or batch (BatchNorm2d after each convolution's pool)",
+                    _choice("none", "batch"), choices=("none", "batch")),
     "dataset": Setting(str, "the dataset to train on", _rule(lambda v: v in DATASETS, f"one of {sorted(DATASETS)}"),
                        choices=tuple(sorted(DATASETS))),
 }
@@ -207,9 +212,11 @@ def _sizes_rule(count=None, most=None):
 MODEL_FIELDS = {
     "mlp": {"layer_sizes": Setting(list, "", _sizes_rule()), "negative_slope": SETTINGS["negative_slope"]},
     "lenet": {"dropout": SETTINGS["dropout"], "padding": SETTINGS["padding"],
-              "channels": Setting(list, "", _sizes_rule(count=2, most=1024))},
+              "channels": Setting(list, "", _sizes_rule(count=2, most=1024)),
+              "batch_norm": Setting(bool, "", _rule(lambda v: isinstance(v, bool), "True or False"))},
 }
-MODEL_DEFAULTS = {"mlp": {"negative_slope": 0.01}, "lenet": {"dropout": 0.0, "padding": 0, "channels": [16, 32]}}
+MODEL_DEFAULTS = {"mlp": {"negative_slope": 0.01},
+                  "lenet": {"dropout": 0.0, "padding": 0, "channels": [16, 32], "batch_norm": False}}
 
 
 def parameter_count(spec):
