@@ -13,7 +13,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "tinygrad_mnist"
 
 ENGINE = {"tensor", "function", "ops", "fused", "conv", "modes"}
-LAYERS = ENGINE | {"randomness", "functional", "nn", "optim", "gradcheck"}
+LAYERS = ENGINE | {"randomness", "functional", "module", "nn", "optim", "gradcheck"}
 # module -> the package modules it may import (as dotted names inside tinygrad_mnist)
 ALLOWED = {
     "__init__": LAYERS,
@@ -25,7 +25,8 @@ ALLOWED = {
     "tensor": {"function", "fused", "modes", "ops"},
     "randomness": set(),
     "functional": {"conv", "fused", "ops", "tensor", "modes", "randomness"},
-    "nn": {"functional", "fused", "tensor", "function", "randomness"},
+    "nn": {"functional", "fused", "tensor", "function", "randomness", "module"},
+    "module": {"tensor"},
     "optim": set(),
     "gradcheck": {"tensor", "modes"},
     "reference": set(),

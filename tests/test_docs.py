@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = sorted(ROOT.glob("docs/*.md")) + ([ROOT / "README.md"] if (ROOT / "README.md").exists() else [])
 SKIP_MARKER = "no-run"
 SUBMODULES = [
-    "tensor", "function", "ops", "fused", "functional", "nn", "optim",
+    "tensor", "function", "ops", "fused", "functional", "module", "nn", "optim",
     "gradcheck", "modes", "randomness", "reference", "viz", "backward_steps", "conv",
     "atomic", "lab.checkpoint", "lab.data", "lab.datasets", "lab.idx", "lab.plots", "lab.digits", "lab.interop",
     "lab.extras", "lab.settings", "lab.models", "lab.run",
