@@ -8,8 +8,9 @@ Write a digit on paper with a dark pen, take a photo, crop it roughly around the
 should be the darkest thing in the picture), and pass the file. Each image goes through MNIST's
 preprocessing (tinygrad_mnist/lab/digits.py: grey, inverted, cropped to the ink, fitted into 20x20,
 centred by centre of mass in 28x28), then through the model; the three likeliest classes are
-printed with their probabilities. `--show PATH` saves the 28x28 images the model saw (side by side
-when there are several): look at it when a prediction surprises you.
+printed with their probabilities. `--show PATH` saves the 28x28 images the model saw, 8 times larger
+and side by side, each with its file name and what the model said: look at it when a prediction
+surprises you.
 
 Exit status: 0 when every image was classified, 2 when an image was unusable (each gets one line)
 or the --show path cannot be written (checked before anything is read), 1 when the model cannot be
@@ -33,6 +34,8 @@ from tinygrad_mnist.lab.data import normalize
 from tinygrad_mnist.lab.digits import DigitImageError, MissingPillowError, load_digit
 
 TOP = 3  # classes printed per image
+SHOW_SCALE = 8  # --show draws each 28x28 image 224x224 (nearest neighbour: every pixel a square)
+SHOW_GAP, SHOW_CAPTION = 12, 40  # pixels between the images, and under each for its two caption lines
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -64,6 +67,24 @@ def classify(model, digits):
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
+def save_seen(path, digits, names, probabilities):
+    """--show: each digit as the model saw it (white on black), enlarged, captioned with its file
+    name and the likeliest class, side by side on white."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    side = 28 * SHOW_SCALE
+    canvas = Image.new("L", (len(digits) * (side + SHOW_GAP) - SHOW_GAP, side + SHOW_CAPTION), 255)
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default()
+    for index, (digit, name, row) in enumerate(zip(digits, names, probabilities)):
+        left = index * (side + SHOW_GAP)
+        canvas.paste(Image.fromarray(np.kron(digit, np.ones((SHOW_SCALE, SHOW_SCALE), dtype=np.uint8))), (left, 0))
+        label = int(row.argmax())
+        short = Path(name).name if len(Path(name).name) <= 34 else Path(name).name[:33] + "…"
+        draw.text((left + 2, side + 4), short, fill=0, font=font)
+        draw.text((left + 2, side + 20), f"said {label} ({100 * row[label]:.1f}%)", fill=0, font=font)
+    write_atomically(path, lambda file: canvas.save(file, format="PNG"))
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:  # the path written, before anything is read (lab/command.py); locked while main runs
@@ -93,10 +114,8 @@ def main(argv=None):
             top = np.argsort(-row, kind="stable")[:TOP]
             print(f"{name:<{width}}  " + "   ".join(f"{label}: {100 * row[label]:5.1f}%" for label in top))
         if args.show:
-            from PIL import Image
-
-            try:  # (28, 28 * N), white on black
-                write_atomically(args.show, lambda file: Image.fromarray(np.hstack(digits)).save(file, format="PNG"))
+            try:
+                save_seen(args.show, digits, names, probabilities)
             except OSError as error:
                 sys.exit(f"error: could not write --show {args.show} ({command.os_reason(error)}); nothing was written")
             shown = "the 28x28 image" if len(digits) == 1 else f"the {len(digits)} 28x28 images, side by side,"

@@ -224,7 +224,7 @@ def test_sigterm_keeps_the_last_finished_epoch_says_so_in_one_line_and_exits_143
     assert process.returncode == 143, stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
     held = load_checkpoint(path).meta["epoch"]
-    assert f"Stopped by SIGTERM in epoch" in stderr and f"{path} holds epoch {held}; continue with --resume" in stderr
+    assert "Stopped by SIGTERM in epoch" in stderr and f"{path} holds epoch {held}; continue with --resume" in stderr
     assert leftovers(tmp_path) == []
 
 

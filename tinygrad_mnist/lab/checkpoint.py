@@ -76,7 +76,7 @@ def save_checkpoint(path, model_state, optimizer_state=None, **meta):
     arrays = {}
     for prefix, state in (("model", model_state), ("optimizer", optimizer_state or {})):
         for name, array in state.items():
-            array = np.ascontiguousarray(array)  # so every .npy header says fortran_order False
+            array = np.ascontiguousarray(array).reshape(np.shape(array))  # fortran_order False; 0-d stays 0-d
             if not ARRAY_DTYPE.fullmatch(array.dtype.str):
                 raise CheckpointError(f"cannot save {prefix} state {name!r} of dtype {array.dtype}: "
                                       "a checkpoint holds bool, int and float arrays")
