@@ -122,8 +122,8 @@ def main(argv=None, defaults=DEFAULTS, presets=PRESETS, model_spec=mlp, input_sh
 
     run.report("Model performance on training data after training:", model, *train_set)
     _, _, logits = run.report("Model performance on test data after training:", model, *test_set, dataset.classes)
+    session.finish()  # --save with 0 epochs: the model as it is (before the figure, which may fail)
     session.plot(test_images, test_labels, logits, dataset.classes)  # --plot: a figure of the run
-    session.finish()  # --save with 0 epochs: the model as it is
     print(f"Total time: {time.perf_counter() - start_time:.1f}s")
 
 

@@ -12,8 +12,9 @@ printed with their probabilities. `--show PATH` saves the 28x28 images the model
 and side by side, each with its file name and what the model said: look at it when a prediction
 surprises you.
 
-Exit status: 0 when every image was classified, 2 when an image was unusable (each gets one line),
-1 when the model cannot be loaded.
+Exit status: 0 when every image was classified, 2 when an image was unusable (each gets one line)
+or the --show path cannot be written (checked before anything is read), 1 when the model cannot be
+loaded, 130 on Ctrl-C, 143 on SIGTERM.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import numpy as np
 
 import tinygrad_mnist as tg
 from tinygrad_mnist import Tensor, nn
-from tinygrad_mnist.lab import models
+from tinygrad_mnist.atomic import write_atomically
+from tinygrad_mnist.lab import command, models
 from tinygrad_mnist.lab.checkpoint import CheckpointError
 from tinygrad_mnist.lab.data import normalize
 from tinygrad_mnist.lab.digits import DigitImageError, MissingPillowError, load_digit
@@ -48,6 +50,7 @@ def parse_args(argv=None):
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="PNG or JPEG files, one digit each")
     parser.add_argument("--model", type=Path, required=True, metavar="PATH", help="a checkpoint saved by examples/mnist.py or mnist_cnn.py --save")
     parser.add_argument("--show", type=Path, metavar="PATH", help="save the 28x28 images the model saw here (.png)")
+    parser.add_argument("--overwrite", action="store_true", help="let --show replace an existing file")
     args = parser.parse_args(argv)
     if args.show is not None and args.show.suffix.lower() != ".png":
         parser.error(f"--show writes a .png file, not {args.show.name!r}")
@@ -79,12 +82,16 @@ def save_seen(path, digits, names, probabilities):
         short = Path(name).name if len(Path(name).name) <= 34 else Path(name).name[:33] + "…"
         draw.text((left + 2, side + 4), short, fill=0, font=font)
         draw.text((left + 2, side + 20), f"said {label} ({100 * row[label]:.1f}%)", fill=0, font=font)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
+    write_atomically(path, lambda file: canvas.save(file, format="PNG"))
 
 
 def main(argv=None):
     args = parse_args(argv)
+    try:  # the path written, before anything is read (lab/command.py); locked while main runs
+        _outputs = command.check_outputs({"--show": args.show}, {"--model": args.model, "IMAGE": args.images}, args.overwrite)
+    except command.OutputError as error:
+        print(f"predict.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
     try:
         model = models.load_model(args.model).eval()
     except (CheckpointError, FileNotFoundError, KeyError, ValueError, TypeError) as error:
@@ -107,11 +114,14 @@ def main(argv=None):
             top = np.argsort(-row, kind="stable")[:TOP]
             print(f"{name:<{width}}  " + "   ".join(f"{label}: {100 * row[label]:5.1f}%" for label in top))
         if args.show:
-            save_seen(args.show, digits, names, probabilities)
+            try:
+                save_seen(args.show, digits, names, probabilities)
+            except OSError as error:
+                sys.exit(f"error: could not write --show {args.show} ({command.os_reason(error)}); nothing was written")
             shown = "the 28x28 image" if len(digits) == 1 else f"the {len(digits)} 28x28 images, side by side,"
             print(f"{shown} the model saw: {args.show}")
     sys.exit(2 if failed else 0)
 
 
 if __name__ == "__main__":
-    main()
+    command.main(main)  # Ctrl-C or SIGTERM: one line, exit 130 or 143

@@ -25,7 +25,8 @@ import numpy as np
 
 import tinygrad_mnist as tg
 from tinygrad_mnist import Tensor, nn
-from tinygrad_mnist.lab import models
+from tinygrad_mnist.atomic import write_atomically
+from tinygrad_mnist.lab import command, models
 from tinygrad_mnist.lab.checkpoint import CheckpointError, load_checkpoint
 from tinygrad_mnist.lab.data import normalize
 from tinygrad_mnist.lab.datasets import DatasetNotFoundError, load_mnist
@@ -50,6 +51,7 @@ def parse_args(argv=None):
     parser.add_argument("--back", type=Path, metavar="PATH", help="save the model converted back from PyTorch as a checkpoint here")
     parser.add_argument("--images", type=int, default=10_000, metavar="N", help="compare the logits on the first N test images (default 10000)")
     parser.add_argument("--data-dir", type=Path, help="folder with the MNIST files (else $TINYGRAD_MNIST_DATA, else data/mnist)")
+    parser.add_argument("--overwrite", action="store_true", help="let --out and --back replace existing files")
     args = parser.parse_args(argv)
     if args.images < 1:
         parser.error(f"--images must be at least 1, got {args.images}")
@@ -58,6 +60,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    try:  # the paths written, before any work (lab/command.py); locked while main runs
+        _outputs = command.check_outputs({"--out": args.out, "--back": args.back}, {"CHECKPOINT": args.checkpoint}, args.overwrite)
+    except command.OutputError as error:
+        print(f"to_torch.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
     try:
         import torch
     except ImportError:
@@ -91,13 +98,18 @@ def main(argv=None):
     ours64 = logits_of(from_torch(torch_model64).eval(), inputs.astype(np.float64))
     float64_difference = report("float64, tinygrad_mnist vs PyTorch", ours64, theirs64, None, None)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(torch_model.state_dict(), args.out)
+        try:
+            write_atomically(args.out, lambda file: torch.save(torch_model.state_dict(), file))
+        except OSError as error:
+            sys.exit(f"error: could not write --out {args.out} ({command.os_reason(error)}); nothing was written")
         print(f"PyTorch state_dict saved to {args.out} (load it with torch.load and load_state_dict)")
 
     back = from_torch(torch_model).eval()
     if args.back:
-        models.save_model(args.back, back, spec)
+        try:
+            models.save_model(args.back, back, spec)
+        except CheckpointError as error:
+            sys.exit(f"error: {error}" + (f"; {args.out} was written" if args.out else ""))
         back = models.load_model(args.back).eval()
         print(f"converted back and saved to {args.back}")
     back_difference = report("float32, back from PyTorch vs the original", ours, logits_of(back, inputs), None, None)
@@ -127,4 +139,4 @@ def report(title, reference, logits, ok, verdict):
     return difference
 
 if __name__ == "__main__":
-    main()
+    command.main(main)  # Ctrl-C or SIGTERM: one line, exit 130 or 143

@@ -40,13 +40,14 @@ ALLOWED = {
     "lab.data": set(),
     "lab.datasets": {"lab.idx"},
     "lab.digits": {"lab.extras"},
-    "lab.plots": {"lab.extras"},
+    "lab.plots": {"atomic", "lab.extras"},
     "lab.interop": {"nn", "tensor", "lab.extras"},
     "lab.checkpoint": {"atomic"},
+    "lab.command": {"atomic"},
     "lab.settings": {"lab.datasets", "lab.plots"},
     "lab.models": {"nn", "lab.checkpoint", "lab.settings"},
-    "lab.run": {"functional", "modes", "tensor", "viz", "lab.checkpoint", "lab.data", "lab.models", "lab.plots",
-                "lab.settings"},
+    "lab.run": {"atomic", "functional", "modes", "tensor", "viz", "lab.checkpoint", "lab.command", "lab.data",
+                "lab.models", "lab.plots", "lab.settings"},
 }
 # the exercise checker: its modules use the layers, the gradient check and the checker's common part
 EXERCISE_ALLOWED = LAYERS | {"exercises", "exercises.common", "exercises.check", "exercises.exercise",

@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 from tinygrad_mnist import nn, optim
-from tinygrad_mnist.lab.checkpoint import CheckpointError, check_save_target, load_checkpoint, save_checkpoint
+from tinygrad_mnist.atomic import temporary_prefix
+from tinygrad_mnist.lab.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tinygrad_mnist.lab.command import OutputError, check_outputs
 
 
 def small_model(seed=0, sizes=(6, 5, 3)):
@@ -507,8 +509,8 @@ def test_a_read_only_file_system_is_one_line(tmp_path, mounts):
     mounts.append(folder)
     with pytest.raises(CheckpointError, match="the file system is read-only; save elsewhere"):
         save_checkpoint(folder / "run.npz", small_model().state_dict(), epoch=1)
-    with pytest.raises(CheckpointError, match="read-only"):
-        check_save_target(folder / "run.npz")
+    with pytest.raises(OutputError, match="read-only"):
+        check_outputs({"--save": folder / "run.npz"})
 
 
 def test_a_folder_without_write_permission_is_one_line(tmp_path):
@@ -522,8 +524,8 @@ def test_a_folder_without_write_permission_is_one_line(tmp_path):
             pytest.skip("this process may write to read-only folders (root with CAP_DAC_OVERRIDE)")
         with pytest.raises(CheckpointError, match="permission denied"):
             save_checkpoint(path, small_model(seed=5).state_dict(), epoch=2)
-        with pytest.raises(CheckpointError, match="permission denied"):
-            check_save_target(path, overwrite=True)
+        with pytest.raises(OutputError, match="permission denied"):
+            check_outputs({"--save": path}, overwrite=True)
     finally:
         folder.chmod(0o755)
     _assert_failed_write_left_no_trace(folder, before)
@@ -539,8 +541,9 @@ def test_saving_onto_a_folder_or_under_a_file_is_one_line(tmp_path):
 
 
 def test_the_next_save_removes_temporary_files_a_killed_save_left_behind(tmp_path):
-    stale = [tmp_path / ".run.npz.k3x_9q2a.tmp", tmp_path / ".run.npz.00000000.tmp"]
-    others = [tmp_path / ".other.npz.k3x_9q2a.tmp", tmp_path / ".run.npz.notes.txt", tmp_path / "run.npz.k3x_9q2a.tmp"]
+    mine, other = temporary_prefix("run.npz"), temporary_prefix("other.npz")
+    stale = [tmp_path / f"{mine}k3x_9q2a.tmp", tmp_path / f"{mine}00000000.tmp"]
+    others = [tmp_path / f"{other}k3x_9q2a.tmp", tmp_path / f"{mine}notes.txt", tmp_path / f"{mine}lock"]
     for file in stale + others:
         file.write_bytes(b"PK\x03\x04 half a checkpoint")
     save_checkpoint(tmp_path / "run.npz", small_model().state_dict(), epoch=1)
@@ -550,43 +553,44 @@ def test_the_next_save_removes_temporary_files_a_killed_save_left_behind(tmp_pat
 # ----------------------------------------------------------------------- checking a save target
 
 
-def test_check_save_target_accepts_a_new_path_and_makes_its_folder(tmp_path):
+def test_the_guard_accepts_a_new_path_and_makes_its_folder(tmp_path):
     target = tmp_path / "runs" / "today" / "run.npz"
-    assert check_save_target(target) == target
-    assert target.parent.is_dir() and list(target.parent.iterdir()) == []  # the write probe is gone
+    check_outputs({"--save": target}).release()
+    assert target.parent.is_dir() and list(target.parent.iterdir()) == []  # the write probe and the lock are gone
 
 
-def test_check_save_target_refuses_a_folder_and_a_path_under_a_file(tmp_path):
-    with pytest.raises(CheckpointError, match="it is a folder"):
-        check_save_target(tmp_path)
+def test_the_guard_refuses_a_folder_and_a_path_under_a_file(tmp_path):
+    with pytest.raises(OutputError, match="it is a folder"):
+        check_outputs({"--save": tmp_path})
     (tmp_path / "notes.txt").write_text("hi")
-    with pytest.raises(CheckpointError, match="notes.txt is a file, not a folder"):
-        check_save_target(tmp_path / "notes.txt" / "run.npz")
+    with pytest.raises(OutputError, match="notes.txt is a file, not a folder"):
+        check_outputs({"--save": tmp_path / "notes.txt" / "run.npz"})
 
 
-def test_check_save_target_refuses_another_runs_checkpoint_unless_resumed_or_overwritten(tmp_path, monkeypatch):
+def test_the_guard_refuses_another_runs_checkpoint_unless_continued_or_overwritten(tmp_path, monkeypatch):
     path = save_checkpoint(tmp_path / "run.npz", small_model().state_dict(), epoch=3)
-    with pytest.raises(CheckpointError, match="already exists and is not the checkpoint being resumed.*--overwrite"):
-        check_save_target(path)
-    with pytest.raises(CheckpointError, match="already exists"):
-        check_save_target(path, resuming=tmp_path / "other.npz")
-    assert check_save_target(path, overwrite=True) == path
-    (tmp_path / "sub").mkdir()
-    assert check_save_target(path, resuming=tmp_path / "sub" / ".." / "run.npz") == path  # the same file
+    with pytest.raises(OutputError, match="already exists; choose another path, or pass --overwrite"):
+        check_outputs({"--save": path})
+    check_outputs({"--save": path}, overwrite=True).release()
+    check_outputs({"--resume": path}, continued={"--resume"}).release()
+    with pytest.raises(OutputError, match="that is the file --load reads"):  # an input, spelled another way
+        (tmp_path / "sub").mkdir()
+        check_outputs({"--save": path}, {"--load": tmp_path / "sub" / ".." / "run.npz"}, overwrite=True)
     monkeypatch.chdir(tmp_path)
-    assert check_save_target("run.npz", resuming=path) == Path("run.npz")
+    with pytest.raises(OutputError, match="that is the file --load reads"):
+        check_outputs({"--save": "run.npz"}, {"--load": path}, overwrite=True)
     (tmp_path / "notes.npz").write_text("not a checkpoint, but someone's file")
-    with pytest.raises(CheckpointError, match="already exists"):
-        check_save_target(tmp_path / "notes.npz")
+    with pytest.raises(OutputError, match="already exists"):
+        check_outputs({"--save": tmp_path / "notes.npz"})
 
 
-def test_check_save_target_reports_a_folder_it_cannot_write_to(tmp_path, monkeypatch):
+def test_the_guard_reports_a_folder_it_cannot_write_to(tmp_path, monkeypatch):
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
-    with pytest.raises(CheckpointError, match="run.npz: the file system is read-only; save elsewhere"):
-        check_save_target(tmp_path / "run.npz")
+    with pytest.raises(OutputError, match="run.npz: cannot write in .* \\(the file system is read-only\\)"):
+        check_outputs({"--save": tmp_path / "run.npz"})
 
 
 def test_the_format_name_stays_the_one_older_files_carry(tmp_path):

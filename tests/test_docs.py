@@ -44,7 +44,7 @@ SUBMODULES = [
     "tensor", "function", "ops", "fused", "functional", "module", "nn", "optim",
     "gradcheck", "modes", "randomness", "reference", "viz", "backward_steps", "conv",
     "atomic", "lab.checkpoint", "lab.data", "lab.datasets", "lab.idx", "lab.plots", "lab.digits", "lab.interop",
-    "lab.extras", "lab.settings", "lab.models", "lab.run",
+    "lab.extras", "lab.settings", "lab.models", "lab.run", "lab.command",
 ]
 
 

@@ -21,6 +21,7 @@ from tinygrad_mnist import nn, optim
 from tinygrad_mnist.lab import models, run as runlib
 from tinygrad_mnist.lab.settings import parse_args
 from tinygrad_mnist.lab.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tinygrad_mnist.lab.command import Stopped
 
 TINY = ["--train-subset", "500", "--test-subset", "200", "--hidden", "16", "--quiet"]
 SETTINGS = {"epochs": 2, "batch_size": 64, "lr": 0.1, "momentum": 0.9, "hidden": "16", "init_scale": 1.0,
@@ -162,7 +163,7 @@ def test_save_to_a_folder_under_a_file_or_onto_another_run_fails_before_training
     (tmp_path / "afile").write_text("x")
     hand_made_checkpoint(tmp_path / "other.npz")
     for target, phrase in [(tmp_path / "folder.npz", "is a folder"), (tmp_path / "afile" / "run.npz", "is a file"),
-                           (tmp_path / "other.npz", "--overwrite"), ("/proc/run.npz", "cannot save to /proc/run.npz")]:
+                           (tmp_path / "other.npz", "--overwrite"), ("/proc/run.npz", "cannot write in /proc")]:
         result = run([*TINY, "--epochs", "1", "--save", target], mnist_dir)
         assert_one_line_error(result, 2, "--save", phrase)
         assert "Training..." not in result.stdout and "Settings" not in result.stdout
@@ -373,14 +374,14 @@ def test_ctrl_c_during_an_epoch_s_evaluation_keeps_that_epoch_then_exits_130(tmp
     model = session.model({"kind": "mlp", "layer_sizes": [784, 16, 10], "negative_slope": 0.01})
     optimizer, rng = optim.SGD(model.parameters(), lr=0.1), np.random.default_rng(0)
     session.start(model, optimizer, None, rng)
-    with pytest.raises(SystemExit) as stopped, session.training():
-        session.stop.requested = True  # Ctrl-C arrived after the epoch's last step, while evaluating
+    with pytest.raises(Stopped) as stopped, session.training():
+        session.stop.requested = signal.SIGINT  # Ctrl-C arrived after the epoch's last step, while evaluating
         session.end_epoch(1, train_loss=1.0)
-    assert stopped.value.code == 130 and load_checkpoint(path).meta["epoch"] == 1
-    assert f"{path} holds epoch 1; continue with --resume {path}" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as stopped, session.training():
-        session.stop.requested = True  # ... or after the last epoch, before the final report
-    assert stopped.value.code == 130
+    assert stopped.value.status == 130 and load_checkpoint(path).meta["epoch"] == 1
+    assert f"{path} holds epoch 1; continue with --resume {path}" in stopped.value.message
+    with pytest.raises(Stopped) as stopped, session.training():
+        session.stop.requested = signal.SIGTERM  # ... or after the last epoch, before the final report
+    assert stopped.value.status == 143 and stopped.value.message.startswith("Stopped by SIGTERM ")
 
 
 # ----- the dataset and the figure of a run -------------------------------------------------------

@@ -3,15 +3,26 @@
 The bytes go to a temporary file beside the target (same folder, so the same file system), are
 flushed to disk, and only then does os.replace point the name at them: a crash, a kill, Ctrl-C
 or a full disk leaves the previous file as it was. The temporary file is removed on any failure
-Python sees; ones a killed process left behind (`.NAME.xxxxxxxx.tmp`) are removed first.
+Python sees; ones a killed process left behind are removed first.
+
+The temporary name is short whatever the target's name, `.tgm-TTTTTTTT-RRRRRRRR.tmp` (T: a tag of
+the target's name, R: random), so any name the file system allows (up to its NAME_MAX, usually 255
+bytes) can be written: the full name plus a suffix would not fit beside a 244-byte name. The tag
+ties a leftover to its target, so cleaning up never touches another file's temporary.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
 from pathlib import Path
+
+
+def temporary_prefix(path):
+    """The start of every temporary (and lock) file name of `path`: `.tgm-` and a tag of its name."""
+    return f".tgm-{hashlib.sha256(os.fsencode(Path(path).name)).hexdigest()[:8]}-"
 
 
 def write_atomically(path, write):
@@ -22,7 +33,7 @@ def write_atomically(path, write):
     _remove_stale_temporaries(path)
     temporary = None
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent)
         with os.fdopen(handle, "wb") as file:
             write(file)
             file.flush()
@@ -35,7 +46,7 @@ def write_atomically(path, write):
 
 
 def _remove_stale_temporaries(path):
-    pattern = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}\.tmp")  # tempfile.mkstemp's names
+    pattern = re.compile(re.escape(temporary_prefix(path)) + r"[a-z0-9_]{8}\.tmp")  # tempfile.mkstemp's names
     try:
         for entry in os.scandir(path.parent):
             if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):

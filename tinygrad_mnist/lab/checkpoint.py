@@ -21,10 +21,8 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
 import stat
-import tempfile
 import tokenize
 import zipfile
 from pathlib import Path
@@ -131,33 +129,6 @@ def _os_problem(error):
              errno.EISDIR: "a folder is in the way; give a file path",
              errno.ENOTDIR: "part of the path is a file, not a folder"}
     return hints.get(error.errno, error.strerror or str(error))
-
-
-def check_save_target(path, overwrite=False, resuming=None):
-    """Check, before training starts, that a checkpoint can be saved at `path`: not a folder, its
-    folder exists or can be made and is writable, and no existing file would be replaced unless
-    it is `resuming` (the checkpoint this run continues) or `overwrite` is True. Makes the folder
-    if needed. Raises CheckpointError with one line naming the problem and what to do."""
-    path = Path(path)
-    _make_folder(path, "save to")
-    if path.exists() and not overwrite and not (resuming is not None and same_file(path, resuming)):
-        raise CheckpointError(f"{path} already exists and is not the checkpoint being resumed; "
-                              "choose another path, or pass --overwrite to replace it")
-    try:  # the only sure test of a folder being writable (permissions, read-only mounts, root) is to write
-        handle, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(handle)
-        os.unlink(probe)
-    except OSError as error:
-        raise CheckpointError(f"cannot save to {path}: {_os_problem(error)}") from None
-    return path
-
-
-def same_file(first, second):
-    """Whether two paths name one file: the same inode where both exist, else the same resolved path."""
-    try:
-        return os.path.samefile(first, second)
-    except OSError:
-        return Path(first).resolve() == Path(second).resolve()
 
 
 # ----------------------------------------------------------------------------------------- reading

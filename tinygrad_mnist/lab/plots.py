@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_atomically
 from .extras import require
 
 FORMATS = (".png", ".svg")
@@ -130,9 +131,7 @@ def plot_training(path, *, step_losses, epoch_accuracies, images, labels, logits
     _draw_accuracies(accuracy_axes, epoch_accuracies)
     _draw_confusion(confusion_axes, confusion_matrix(labels, predictions, num_classes), class_names)
     _draw_most_wrong(bottom, images, labels, logits, class_names)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    return path
+    return write_atomically(path, lambda file: figure.savefig(file, format=path.suffix.lower()[1:], dpi=110))
 
 
 def _draw_losses(axes, step_losses):

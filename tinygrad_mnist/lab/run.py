@@ -18,7 +18,7 @@ a line at a time, so the loop stays readable and every script fails the same cle
     run.main(train, errors=(...))                 # one line on stderr and an exit status
 
 Exit statuses: 0 done, 1 a failure (an unusable file, divergence, a write that failed), 2 a bad
-argument (a flag, a --save target), 130 Ctrl-C. A checkpoint records the model spec, the
+argument (a flag, an output path: lab/command.py's guard checks them all), 130 Ctrl-C, 143 SIGTERM. A checkpoint records the model spec, the
 settings, the epoch, the shuffling generator's state, the schedule's state and the subsets; the
 settings table (lab/settings.py) checks every field before it is used, and no checkpoint is
 written with weights that are not finite.
@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import signal
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -39,7 +38,10 @@ import numpy as np
 from .. import functional as F
 from ..modes import AnomalyError, detect_anomaly, no_grad
 from ..tensor import Tensor
-from .checkpoint import CheckpointError, check_save_target, load_checkpoint, same_file, save_checkpoint
+from ..atomic import write_atomically
+from . import command
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .command import SIGNAL_NAMES, STOP, OutputError, Stopped, check_outputs, same_file
 from .data import normalize
 from .models import build_model, load_weights
 from .settings import check_record
@@ -57,26 +59,6 @@ class RunError(Exception):
     def __init__(self, message, status=1):
         super().__init__(message)
         self.status = status
-
-
-class StopRequest:
-    """Ctrl-C sets `requested`, checked after each step, so a checkpoint is never cut half-written;
-    a second Ctrl-C stops at once."""
-
-    def __init__(self):
-        self.requested = False
-
-    def __enter__(self):
-        self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self.previous)
 
 
 def evaluate(model, images, labels, input_shape, chunk=250):  # LeNet: 15,100 images/s in chunks of 250, 11,200 in 1000s
@@ -113,21 +95,28 @@ class Session:
     never changed."""
 
     def __init__(self, args):
-        self.args, self.spec, self.position, self.stop = args, None, "before training", None
+        self.args, self.spec, self.position, self.stop = args, None, "before training", STOP
+        STOP.requested = None  # no signal is ever pending outside a run's epochs
         self.source = args.resume or args.load
+        self.save_path = args.save or args.resume  # --resume saves where it read unless --save says otherwise
+        # what --graph writes: without graphviz's dot, the DOT source beside the image asked for
+        self.graph_path = args.graph if args.graph is None or args.graph.suffix.lower() == ".dot" or _has_dot() \
+            else args.graph.with_suffix(".dot")
+        own = args.resume is not None and same_file(self.save_path, args.resume)  # --resume replaces its own file
+        save_flag = "--save" if args.save is not None else "--resume"
+        try:  # every path this run writes, before any work (lab/command.py)
+            self.claim = check_outputs({save_flag: self.save_path, "--metrics": args.metrics, "--plot": args.plot,
+                                        "--graph": self.graph_path},
+                                       {"--load": args.load, "--resume": None if own else args.resume},
+                                       overwrite=args.overwrite,  # --resume continues its file and its log
+                                       continued={save_flag if own else None, "--metrics" if args.resume else None})
+        except OutputError as error:
+            raise RunError(str(error), status=2) from None
         self.checkpoint = self._read(self.source) if self.source else None
         self.settings = self._resolve()
-        self.save_path = args.save or args.resume  # --resume saves where it read unless --save says otherwise
-        self.saved_epoch = None  # the epoch the --save file holds, when known to be this run's
+        self.saved_epoch = self.checkpoint.meta["epoch"] if own else None  # the epoch the --save file holds
         self.step_losses, self.epoch_accuracies = [], []  # this run's history, for --plot
-        if args.resume is not None and same_file(self.save_path, args.resume):
-            self.saved_epoch = self.checkpoint.meta["epoch"]
-        if self.save_path is not None:
-            try:
-                check_save_target(self.save_path, overwrite=args.overwrite, resuming=self.source)
-            except CheckpointError as error:
-                raise RunError(f"--save {error}", status=2) from None
-        self.metrics = self._open_metrics(args.metrics) if args.metrics else None
+        self.metrics = self._metrics_log(args.metrics) if args.metrics else None  # its lines, written each epoch
         shown = " ".join(f"{name}={getattr(self.settings, name)}" for name in args.defaults)
         subsets = "".join(f" {name}={getattr(self.settings, name)}" for name in ("train_subset", "test_subset")
                           if getattr(self.settings, name))
@@ -154,17 +143,21 @@ class Session:
         return SimpleNamespace(**{**args.defaults, **saved, **args.preset_settings, **given,
                                   "epochs": given.get("epochs", 0)}, **subsets)
 
-    def _open_metrics(self, path):
+    def _metrics_log(self, path):
+        """The lines the metrics file starts with: the CSV header, and with --resume the existing
+        log's records up to the checkpoint's epoch (the log then reads as the unbroken run's)."""
+        header = [",".join(METRICS_COLUMNS) + "\n"] if path.suffix.lower() == ".csv" else []
+        if self.args.resume is None or not path.exists():
+            return header
         try:
-            if path.is_dir():
-                raise IsADirectoryError(f"{path} is a folder")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            file = open(path, "a" if self.args.resume else "w", encoding="utf-8")  # a resumed run continues the log
-        except OSError as error:
-            raise RunError(f"--metrics {path}: cannot write there ({error.strerror or error})", status=2) from None
-        if path.suffix.lower() == ".csv" and file.tell() == 0:
-            file.write(",".join(METRICS_COLUMNS) + "\n")
-        return file
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            if header and lines[:1] != header:
+                raise ValueError("no header")
+            epochs = [int(line.split(",")[0]) if header else json.loads(line)["epoch"] for line in lines[len(header):]]
+        except (OSError, ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError):
+            raise RunError(f"--metrics {path}: it exists and is not a metrics log this script wrote; choose another "
+                           "path", status=2) from None
+        return header + [line for line, epoch in zip(lines[len(header):], epochs) if epoch <= self.checkpoint.meta["epoch"]]
 
     def model(self, spec, **options):
         """Build the model `spec` describes (lab/models.py: build_model; `options` go to the
@@ -208,7 +201,10 @@ class Session:
         loss.name = "loss"
         loss.backward(retain_graph=True)  # the .html page replays each op's backward: keep what they saved
         rankdir = "TB" if len(loss.graph_order()) > LONG_GRAPH else "LR"
-        written = render(draw_graph(loss, names=model, rankdir=rankdir), self.args.graph)
+        try:
+            written = render(draw_graph(loss, names=model, rankdir=rankdir), self.args.graph)
+        except OSError as error:
+            raise RunError(f"could not write --graph {self.graph_path} ({command.os_reason(error)})") from None
         model.zero_grad()
         print(f"Graph of one training step written to {written}")
         if written.suffix != self.args.graph.suffix:
@@ -219,13 +215,20 @@ class Session:
         """Around the epochs: Ctrl-C asks to stop after the current step (see steps), and
         --detect-anomaly checks every op; an anomaly is reported with the epoch and step."""
         anomaly = detect_anomaly() if self.args.detect_anomaly else contextlib.nullcontext()
-        with StopRequest() as self.stop, anomaly:
-            try:
+        self.stop.requested, self.stop.stopping, self.stop.deferring = None, False, True
+        try:
+            with anomaly:
                 yield self
-            except AnomalyError as error:
-                raise RunError(f"{self.position}: {error}") from None
-            if self.stop.requested:  # Ctrl-C after the last step: the last epoch is kept, stop here
-                self._stopped()
+        except AnomalyError as error:
+            raise RunError(f"{self.position}: {error}") from None
+        except Stopped as stop:  # a second signal stopped at once: say what the files hold
+            if stop.message is None:
+                raise Stopped(stop.signum, self._stop_message(stop.signum)) from None
+            raise
+        finally:
+            self.stop.deferring = False
+        if self.stop.requested:  # a signal after the last step: the last epoch is kept, stop here
+            self._stopped()
         self.position = "after training"
 
     def steps(self, batches, epoch, steps_per_epoch):
@@ -269,13 +272,21 @@ class Session:
         self.epoch_accuracies.append(numbers.get("test_accuracy"))
         if self.metrics is not None:
             numbers = {"epoch": epoch, **numbers}
-            if self.args.metrics.suffix.lower() == ".csv":
-                self.metrics.write(",".join(f"{numbers.get(key, '')}" for key in METRICS_COLUMNS) + "\n")
-            else:
-                self.metrics.write(json.dumps(numbers) + "\n")
-            self.metrics.flush()
-        if self.stop is not None and self.stop.requested:  # Ctrl-C while evaluating: the epoch is kept
+            csv = self.args.metrics.suffix.lower() == ".csv"
+            self.metrics.append(",".join(f"{numbers.get(key, '')}" for key in METRICS_COLUMNS) + "\n" if csv
+                                else json.dumps(numbers) + "\n")
+            self._write(self.args.metrics, "--metrics", lambda file: file.write("".join(self.metrics).encode()),
+                        "; it keeps its previous version")
+        if self.stop.requested:  # a signal while evaluating: the epoch is kept
             self._stopped()
+
+    def _write(self, path, flag, write, what_it_keeps=""):
+        """Write an output atomically; a failure stops the run (exit 1) saying what each file keeps."""
+        try:
+            write_atomically(path, write)
+        except OSError as error:
+            raise RunError(f"could not write {flag} {path} ({command.os_reason(error)}){what_it_keeps}"
+                           f"{self._kept('; ')}") from None
 
     def save(self, epoch):
         """Write the checkpoint of --save: the arrays and the record (model, settings, epoch, RNG
@@ -298,8 +309,11 @@ class Session:
             return
         from .plots import plot_training
 
-        written = plot_training(self.args.plot, step_losses=self.step_losses, epoch_accuracies=self.epoch_accuracies,
-                                images=images, labels=labels, logits=logits, class_names=class_names)
+        try:
+            written = plot_training(self.args.plot, step_losses=self.step_losses, epoch_accuracies=self.epoch_accuracies,
+                                    images=images, labels=labels, logits=logits, class_names=class_names)
+        except OSError as error:
+            raise RunError(f"could not write --plot {self.args.plot} ({command.os_reason(error)}){self._kept('; ')}") from None
         print(f"Figure of the run written to {written}")
 
     def finish(self):
@@ -322,6 +336,11 @@ class Session:
                 f"with --detect-anomaly.")
 
     def _stopped(self):
+        """Stop for the signal asked for after a step: raise Stopped with the line saying what is kept."""
+        self.stop.stopping = True
+        raise Stopped(self.stop.requested, self._stop_message(self.stop.requested))
+
+    def _stop_message(self, signum):
         save, resume = self.save_path, self.args.resume
         if save is not None and self.saved_epoch is not None:
             kept = f"{save} holds epoch {self.saved_epoch}; continue with --resume {save}"
@@ -331,18 +350,25 @@ class Session:
             kept = f"no epoch finished, so {save} was not written"
         else:
             kept = self._kept()
-        print(f"\nStopped by Ctrl-C {self.position}; {kept}.", file=sys.stderr)
-        sys.exit(130)
+        return f"Stopped by {SIGNAL_NAMES[signum]} {self.position}; {kept}."
+
+
+def _has_dot():
+    from ..viz import has_dot
+
+    return has_dot()
 
 
 def main(train, errors=()):
-    """Run `train()` as a command: a RunError, CheckpointError, AnomalyError or one of `errors`
-    ends in one line on stderr and exit status 1 (2 for a bad argument), Ctrl-C in 130."""
+    """Run `train()` as a command (lab/command.py: main): a RunError, CheckpointError, AnomalyError
+    or one of `errors` ends in one line on stderr and exit status 1 (2 for a bad argument),
+    Ctrl-C in 130, SIGTERM in 143."""
+    command.main(lambda: _train(train, errors))
+
+
+def _train(train, errors):
     try:
         train()
-    except KeyboardInterrupt:
-        print("\nStopped by Ctrl-C.", file=sys.stderr)
-        sys.exit(130)
     except RunError as error:
         prefix = f"{Path(sys.argv[0]).name}: " if error.status == 2 else ""
         print(f"{prefix}error: {error}", file=sys.stderr)
