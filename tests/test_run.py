@@ -436,5 +436,6 @@ def test_a_plain_process_s_cnn_steps_fault_nothing_in_because_the_import_pins_ma
             pytest.skip("pin_malloc_thresholds needs glibc's mallopt")
         faults[mode] = float(per_step)
     # measured: 574 faults per step with glibc's moving thresholds (2,900-4,600 in the benchmark,
-    # which also converts the images each step), 0.45 pinned
-    assert faults["pinned"] < 10 and faults["system"] > 100, faults
+    # which also converts the images each step), 0.45 pinned on a quiet machine and 25-35 on one
+    # running a dozen other jobs (the threads' arenas): pinned takes at least ten times fewer
+    assert faults["system"] > 100 and faults["pinned"] < faults["system"] / 10, faults
