@@ -118,7 +118,7 @@ def main(argv=None, defaults=DEFAULTS, presets=PRESETS, model_spec=mlp, input_sh
     run.report("Model performance on training data after training:", model, *train_set)
     _, _, logits = run.report("Model performance on test data after training:", model, *test_set, dataset.classes)
     session.plot(test_images, test_labels, logits, dataset.classes)  # --plot: a figure of the run
-    session.finish()  # --save with 0 epochs: the model as it is
+    session.finish(logits)  # --save with 0 epochs: the model as it is, if its outputs are finite
     print(f"Total time: {time.perf_counter() - start_time:.1f}s")
 
 

@@ -43,7 +43,7 @@ ALLOWED = {
     "lab.malloc": set(),
     "lab.checkpoint": {"atomic"},
     "lab.settings": {"lab.datasets", "lab.plots"},
-    "lab.models": {"nn", "lab.checkpoint", "lab.settings"},
+    "lab.models": {"modes", "nn", "tensor", "lab.checkpoint", "lab.data", "lab.settings"},
     "lab.run": {"functional", "modes", "tensor", "viz", "lab.checkpoint", "lab.data", "lab.models", "lab.plots",
                 "lab.settings"},
 }
