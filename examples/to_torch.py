@@ -71,7 +71,7 @@ def main(argv=None):
     except ImportError:
         sys.exit(f"error: {INSTALL_HINT}")
     try:
-        model = models.load_model(args.checkpoint).eval()
+        model = models.load_image_model(args.checkpoint)  # it takes 28x28 images, its outputs are finite
     except (CheckpointError, FileNotFoundError, KeyError, ValueError, TypeError) as error:
         sys.exit(f"error: {args.checkpoint}: {error}")
     try:
