@@ -58,6 +58,7 @@ MAX_PIXELS = 50_000_000
 # photo of something else (a face, a word, a blob, a texture) is refused rather than classified
 MAX_INK_COVERAGE = 0.292  # of the 784 pixels above half brightness: 99.9% of the 60,000 training digits
 MAX_PIECES = 3  # separate strokes of 4 pixels or more: 99.94% of the 10,000 test digits have at most 3
+MIN_INK_HEIGHT = 8  # rows of ink above half brightness: none of MNIST's 70,000 digits has fewer
 MIN_SIDE = 8  # a picture narrower than this cannot show a digit's strokes (MNIST's are 28x28)
 MAX_ASPECT = 20  # a picture longer than this many times its width is a line, not a digit
 
@@ -232,11 +233,15 @@ def _paper_level(ink_up):
 
 
 def not_a_digit(digit):
-    """Why the preprocessed uint8 (28, 28) `digit` is probably not a digit, or None: its ink covers
-    more of the field than 99.9% of MNIST's digits do (a blob, a texture, a photo of a scene), or it
-    falls into more separate pieces than MNIST's digits (a face, a word)."""
+    """Why the preprocessed uint8 (28, 28) `digit` is probably not a digit, or None: its ink is
+    flatter than any of MNIST's digits (a line, a word), covers more of the field than 99.9% of
+    them (a blob, a texture, a photo of a scene), or falls into more separate pieces (dots, a face
+    drawn with thick strokes, several digits far apart)."""
     ink = np.asarray(digit) > 127
-    coverage = ink.mean()
+    coverage, height = ink.mean(), int(ink.any(axis=1).sum())
+    if height < MIN_INK_HEIGHT:
+        return (f"probably not a digit: its ink is {height} pixels tall in the 28x28 field, and every MNIST digit "
+                f"is at least {MIN_INK_HEIGHT} (a line, a word?)")
     if coverage > MAX_INK_COVERAGE:
         return (f"probably not a digit: its ink covers {coverage:.0%} of the 28x28 field, and 99.9% of MNIST's "
                 f"digits cover at most {MAX_INK_COVERAGE:.0%} (a blob, a texture or a scene?)")
