@@ -186,7 +186,7 @@ def test_any_byte_of_the_record_changed_is_refused_even_when_the_json_means_the_
 
 def test_a_checkpoint_of_the_older_format_says_it_was_made_by_an_older_version(tmp_path):
     path = tmp_path / "old.npz"  # as the first format wrote it: the checksum covered only the arrays
-    record = {"format": "tinygrad_mnist.lab.checkpoint/1", "sha256": "0" * 64, "epoch": 1}
+    record = {"format": "tinygrad_mnist.checkpoint/1", "sha256": "0" * 64, "epoch": 1}
     np.savez(path, **{"model/0.weight": np.zeros((5, 6), np.float32)}, meta=np.array(json.dumps(record)))
     with pytest.raises(CheckpointError, match="made by an older version of tinygrad_mnist"):
         load_checkpoint(path)
@@ -315,7 +315,7 @@ def _compressed_zeros_bomb(path, gigabytes=1.2):
     npy_header = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
     payload = zlib.compressobj(9, zlib.DEFLATED, -15)
     head = payload.compress(npy_header) + payload.flush(zlib.Z_FULL_FLUSH)
-    record = {"format": "tinygrad_mnist.lab.checkpoint/2", "arrays": {"model/0.weight": ["<f4", [elements]]}, "meta": {}}
+    record = {"format": "tinygrad_mnist.checkpoint/2", "arrays": {"model/0.weight": ["<f4", [elements]]}, "meta": {}}
     meta = io.BytesIO()
     np.save(meta, np.array(json.dumps(record)))
     with zipfile.ZipFile(path, "w") as archive:
@@ -533,3 +533,11 @@ def test_check_save_target_reports_a_folder_it_cannot_write_to(tmp_path, monkeyp
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
     with pytest.raises(CheckpointError, match="run.npz: the file system is read-only; save elsewhere"):
         check_save_target(tmp_path / "run.npz")
+
+
+def test_the_format_name_stays_the_one_older_files_carry(tmp_path):
+    # the name is the file format's, not the module's: moving the module into lab/ must not make
+    # every checkpoint saved before the move unreadable
+    path = save_checkpoint(tmp_path / "run.npz", {"w": np.zeros(2, np.float32)})
+    with np.load(path) as members:
+        assert json.loads(str(members["meta"]))["format"] == "tinygrad_mnist.checkpoint/2"

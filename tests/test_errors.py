@@ -172,7 +172,7 @@ def test_ragged_nested_lists_are_refused():
 
 
 def test_a_dtype_other_than_float32_or_float64_is_refused():
-    with pytest.raises(TypeError, match="must be float32 or float64, not float16"):
+    with pytest.raises(TypeError, match="must be float32, float64 or bool, not float16"):
         Tensor([1.0], dtype="float16")
 
 

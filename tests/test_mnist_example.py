@@ -220,7 +220,8 @@ def test_resuming_a_checkpoint_with_invalid_settings_is_refused(mnist_dir, tmp_p
     settings = {"epochs": 2, "batch_size": 0, "lr": 0.1, "momentum": 0.9, "hidden": "64", "init_scale": 1.0,
                 "negative_slope": 0.01, "clip_norm": None, "clip_value": None, "schedule": "cosine", "seed": 0}
     path = save_checkpoint(tmp_path / "bad.npz", model.state_dict(), epoch=1, settings=settings,
-                           model={"kind": "mlp", "layer_sizes": [784, 64, 10], "negative_slope": 0.01}, rng_state=np.random.default_rng(0).bit_generator.state)
+                           model={"kind": "mlp", "layer_sizes": [784, 64, 10], "negative_slope": 0.01}, rng_state=np.random.default_rng(0).bit_generator.state,
+                           scheduler={"base_lrs": [0.1], "last_epoch": 8, "T_max": 16, "eta_min": 0.0})
     result = run(["--resume", path, "--quiet"], mnist_dir)
     assert result.returncode == 1
     assert "holds invalid settings: --batch-size must be at least 1" in result.stderr

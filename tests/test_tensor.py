@@ -22,13 +22,20 @@ def test_float_arrays_keep_their_dtype_and_are_not_copied(dtype):
 
 @pytest.mark.parametrize(
     "data",
-    [[1, 2, 3], [[1.5, 2.5]], 3, 2.5, True, [True, False], np.arange(3), np.array([1, 2], dtype=np.uint8), np.float16(1.5)],
-    ids=["int list", "float list", "int", "python float", "bool", "bool list", "int array", "uint8 array", "float16"],
+    [[1, 2, 3], [[1.5, 2.5]], 3, 2.5, np.arange(3), np.array([1, 2], dtype=np.uint8), np.float16(1.5)],
+    ids=["int list", "float list", "int", "python float", "int array", "uint8 array", "float16"],
 )
-def test_lists_numbers_bools_and_other_arrays_become_float32(data):
+def test_lists_numbers_and_other_arrays_become_float32(data):
     tensor = Tensor(data)
     assert tensor.dtype == np.float32
     np.testing.assert_array_equal(tensor.data, np.asarray(data, dtype=np.float32))
+
+
+@pytest.mark.parametrize("data", [True, [True, False], np.array([False, True])], ids=["bool", "bool list", "bool array"])
+def test_bools_become_a_bool_tensor_as_in_pytorch(data):
+    tensor = Tensor(data)
+    assert tensor.dtype == np.bool_ and not tensor.requires_grad
+    np.testing.assert_array_equal(tensor.data, np.asarray(data))
 
 
 def test_numpy_float_scalars_keep_their_dtype():

@@ -1,6 +1,7 @@
 """Graph pictures: the DOT source has the right nodes, edges, labels and styles; rendering works
 with graphviz's `dot` and falls back to DOT source without it."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -405,11 +406,10 @@ def test_render_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
     target = tmp_path / "graph.dot"
     target.write_text("old")
 
-    def failing_write(self, data):
-        Path.write_text(self, "half")  # part of the bytes made it to disk
+    def failing_fsync(descriptor):  # the bytes reached the temporary file, then the disk filled up
         raise OSError("disk full")
 
-    monkeypatch.setattr(Path, "write_bytes", failing_write)
+    monkeypatch.setattr(os, "fsync", failing_fsync)
     with pytest.raises(OSError, match="disk full"):
         render(draw_graph(micrograd_expression()), target)
     assert target.read_text() == "old"

@@ -90,7 +90,7 @@ class Conv2dOp(Function):
         # im2col, the one copy: (C, kh, kw, OH, OW, N) -> (K, P * N). In this layout every matrix
         # product of forward and backward is one plain 2-D product of contiguous matrices, the
         # case BLAS is fastest at (measured: 2-10x faster than batched or transposed layouts)
-        cols = windows.transpose(1, 4, 5, 2, 3, 0).reshape(channels * kernel_h * kernel_w, -1)
+        cols = windows.transpose(1, 4, 5, 2, 3, 0).reshape(channels * kernel_h * kernel_w, out_h * out_w * batch)  # not -1: N = 0 too
         out = weight.reshape(out_channels, -1) @ cols  # (O, K) @ (K, P * N) -> (O, P * N)
         if bias is not None:
             out += bias[:, None]  # (O, 1) broadcasts over the positions and the batch
@@ -105,7 +105,7 @@ class Conv2dOp(Function):
         batch, out_channels, out_h, out_w = grad_out.shape
         # (N, O, OH, OW) -> (O, P * N), the layout of forward's product (no copy when the gradient
         # arrives batch-innermost, as the ReLU and max-pool after a convolution hand it back)
-        grad_matrix = grad_out.transpose(1, 2, 3, 0).reshape(out_channels, -1)
+        grad_matrix = grad_out.transpose(1, 2, 3, 0).reshape(out_channels, out_h * out_w * batch)
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_cols = weight.reshape(out_channels, -1).T @ grad_matrix  # (K, O) @ (O, P * N) -> (K, P * N)

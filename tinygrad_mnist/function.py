@@ -23,6 +23,7 @@ class Context:
       options           every keyword argument of forward as this call used it, defaults included
       needs_input_grad  one bool per input: `backward` may return None where it is False
       function, inputs  the Function subclass and the input Tensors (the engine's; read only)
+      changes_before    how many in-place changes the library had made when the op ran (in_place_changes)
     """
 
     def __init__(self, function, inputs, options, needs_input_grad):
@@ -31,6 +32,7 @@ class Context:
         self.options = options
         self.needs_input_grad = needs_input_grad
         self.saved = ()
+        self.changes_before = in_place_changes
 
     def save_for_backward(self, *arrays):
         """Keep arrays for `backward` (read them back as `ctx.saved`)."""
@@ -73,13 +75,21 @@ class Function:
         if out.dtype not in FLOAT_DTYPES:
             out = out.astype(tensors[0].data.dtype)
         result = type(tensors[0])(out)
-        if modes.grad_enabled and any(needs_input_grad):
+        if out.base is not None:  # a view (reshape, transpose, a slice) shares its input's version counter
+            _share_version_counter(result, tensors)
+        if modes.grad_mode.enabled and any(needs_input_grad):
             result.requires_grad = True
             result._ctx = ctx  # the link backward() follows from this output to its inputs
         return result
 
 
+# every in-place change the library made, in any tensor (Tensor.add_ and the others count them): a
+# clock that only moves forward. A Context keeps its value; a changed tensor is stamped with it.
+in_place_changes = 0
+
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+BOOL = np.dtype(np.bool_)
 
 
 @functools.cache  # inspect.signature takes 10-50 µs, more than the op: once per op class and input count
@@ -94,16 +104,30 @@ def _is_tensor(item):
 
 
 def _as_tensors(function, inputs):
-    """The inputs as Tensors: numbers and arrays become constants with the first Tensor's dtype."""
+    """The inputs as float Tensors: numbers, arrays and bool tensors (masks) become constants with the
+    first float Tensor's dtype (exact for bools, as PyTorch promotes them); bool tensors alone are refused."""
     for item in inputs:
-        if not _is_tensor(item):
+        if not _is_tensor(item) or item.data.dtype is BOOL:
             break
     else:
-        return inputs  # all Tensors, the common case: 1.5 µs less per op, 4% of a 16x128 training step
-    like = next((item for item in inputs if _is_tensor(item)), None)
+        return inputs  # all float Tensors, the common case: 1.5 µs less per op, 4% of a 16x128 training step
+    like = next((item for item in inputs if _is_tensor(item) and item.data.dtype is not BOOL), None)
+    if like is None and any(_is_tensor(item) for item in inputs):
+        raise TypeError(f"{function.__name__} computes with float tensors, not bool ones (masks); convert with "
+                        ".float() first (or count with .sum(), test with .all() / .any())")
     if like is None:
         raise TypeError(f"{function.__name__}.apply needs at least one Tensor input")
-    return tuple(item if _is_tensor(item) else type(like)(item, dtype=like.data.dtype) for item in inputs)
+    return tuple(item if _is_tensor(item) and item.data.dtype is not BOOL
+                 else type(like)(item.data if _is_tensor(item) else item, dtype=like.data.dtype) for item in inputs)
+
+
+def _share_version_counter(result, tensors):
+    """Give a view of an input's memory that input's version counter (as PyTorch does), so a change of
+    either in place is seen by every op that saved the other: w.T in x @ w.T changes with w."""
+    for tensor in tensors:
+        if result.data.base is tensor.data or result.data.base is tensor.data.base:
+            result._version_counter = tensor._version_counter
+            return
 
 
 def unbroadcast(grad, shape):

@@ -81,15 +81,14 @@ def cross_entropy(logits, targets):
             f"for one example use logits.reshape(1, -1)"
         )
     count, classes = logits.shape
-    if count == 0 or classes == 0:
-        raise ValueError(f"cross_entropy needs at least one example and one class, got logits of shape {logits.shape}")
     target_array = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
     if target_array.shape == logits.shape:  # one probability distribution per row
         if target_array.dtype.kind not in "biuf":
             raise TypeError(f"cross_entropy targets must be numbers, not {target_array.dtype}")
         if not isinstance(targets, Tensor):
             targets = Tensor(target_array, dtype=logits.dtype)
-        return -(targets * logits.log_softmax(axis=1)).sum() / count
+        total = -(targets * logits.log_softmax(axis=1)).sum()
+        return total / count if count and classes else total * np.nan  # a mean of nothing is NaN, as in PyTorch
     if target_array.shape != (count,):
         raise ValueError(
             f"cross_entropy targets must be class indices shaped ({count},) or probabilities shaped "
@@ -98,6 +97,8 @@ def cross_entropy(logits, targets):
     kind = target_array.dtype.kind
     if kind not in "biuf" or (kind == "f" and not np.array_equal(target_array, np.round(target_array))):
         raise TypeError(f"cross_entropy class indices must be whole numbers, got {target_array.dtype} values")
+    if count == 0:  # an empty batch: the mean over no examples is NaN, as in PyTorch
+        return fused.CrossEntropy.apply(logits, Tensor(target_array.astype(logits.dtype)))
     # unsigned labels (MNIST's are uint8) cannot be negative: one pass over them is enough
     lowest = 0 if kind in "bu" else target_array.min()
     if lowest < 0 or target_array.max() >= classes:

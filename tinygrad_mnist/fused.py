@@ -22,6 +22,8 @@ def shifted_exp(x, axis):
     (0, 1], so logits of 1000 do not overflow, and makes the sum >= 1, so its log is finite.
     Then log softmax(x) = (x - max) - log(sum) and softmax(x) = e^(x - max) / sum.
     """
+    if x.size == 0:  # an empty tensor has no max to subtract; its softmax is empty too, as in PyTorch
+        return x.copy(), x.copy(), np.ones_like(x.sum(axis=axis, keepdims=True))
     shifted = x - x.max(axis=axis, keepdims=True)
     exp_shifted = np.exp(shifted)
     return shifted, exp_shifted, exp_shifted.sum(axis=axis, keepdims=True)
@@ -83,7 +85,7 @@ class LinearOp(Function):
         grad_2d = grad_out.reshape(-1, grad_out.shape[-1])
         needs = ctx.needs_input_grad
         grad_x = (grad_out @ weight) if needs[0] else None  # (batch, out) @ (out, in) -> (batch, in)
-        grad_weight = (grad_2d.T @ x.reshape(-1, x.shape[-1])) if needs[1] else None  # (out, in)
+        grad_weight = (grad_2d.T @ x.reshape(len(grad_2d), x.shape[-1])) if needs[1] else None  # (out, in)
         if len(needs) == 2:
             return grad_x, grad_weight
         grad_bias = grad_2d.sum(axis=0) if needs[2] else None  # (out,)
@@ -103,8 +105,9 @@ class CrossEntropy(Function):
         shifted, probs, sum_exp = shifted_exp(logits, axis=1)  # (N, C), (N, C), (N, 1)
         probs /= sum_exp  # softmax, in place: e^(x - max) is a fresh array
         rows, labels = np.arange(count), targets.astype(np.intp)
-        # log softmax at the label only, shifted - log(sum), without the other N x (C - 1) entries
-        loss = (np.log(sum_exp[:, 0]) - shifted[rows, labels]).sum() / count  # -log p, +0 at p = 1
+        # log softmax at the label only, shifted - log(sum), without the other N x (C - 1) entries;
+        # the mean over no examples is NaN, as PyTorch's (and numpy's, without its warning)
+        loss = (np.log(sum_exp[:, 0]) - shifted[rows, labels]).sum() / count if count else np.nan  # -log p
         ctx.save_for_backward(probs, rows, labels)
         return np.asarray(loss, dtype=logits.dtype)
 
@@ -113,5 +116,5 @@ class CrossEntropy(Function):
         probs, rows, labels = ctx.saved
         grad_logits = probs.copy()
         grad_logits[rows, labels] -= 1  # softmax - onehot
-        grad_logits *= grad_out / len(rows)  # the loss is a mean over the N rows
+        grad_logits *= grad_out / max(len(rows), 1)  # the loss is a mean over the N rows (none: nothing to scale)
         return grad_logits, None

@@ -1,17 +1,25 @@
-"""Global switches of the engine: gradient recording (`no_grad`) and anomaly detection.
+"""The engine's switches: gradient recording (`no_grad`) and anomaly detection.
 
-Both are plain module-level flags read by `Function.apply` and `Tensor.backward`, flipped by
-context managers that restore the previous value on exit (so they nest).
+Both are flags read by `Function.apply` and `Tensor.backward`, flipped by context managers that
+restore the previous value on exit (so they nest). As in PyTorch, grad mode is per thread (one
+thread evaluating under `no_grad()` does not stop another from training) and anomaly mode is
+process-wide (a debugging switch for the whole program).
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import numpy as np
 
-grad_enabled = True  # record the graph? `no_grad()` turns it off
-anomaly_enabled = False  # check every op's output for NaN/Inf? `detect_anomaly()` turns it on
+
+class _GradMode(threading.local):
+    enabled = True  # record the graph? `no_grad()` turns it off; every new thread starts with True
+
+
+grad_mode = _GradMode()
+anomaly_enabled = False  # check every op's output for NaN/Inf? `detect_anomaly()` turns it on, in every thread
 
 
 @contextlib.contextmanager
@@ -21,28 +29,26 @@ def no_grad():
     Use it for evaluation and for in-place parameter updates; it saves the memory and the time
     that the graph would cost.
     """
-    global grad_enabled
-    previous, grad_enabled = grad_enabled, False
+    previous, grad_mode.enabled = grad_mode.enabled, False
     try:
         yield
     finally:
-        grad_enabled = previous
+        grad_mode.enabled = previous
 
 
 @contextlib.contextmanager
 def enable_grad():
     """Record the graph inside a block even when an outer `no_grad()` turned it off."""
-    global grad_enabled
-    previous, grad_enabled = grad_enabled, True
+    previous, grad_mode.enabled = grad_mode.enabled, True
     try:
         yield
     finally:
-        grad_enabled = previous
+        grad_mode.enabled = previous
 
 
 def is_grad_enabled():
-    """True when ops record the graph (outside `no_grad()`)."""
-    return grad_enabled
+    """True when ops record the graph in this thread (outside `no_grad()`)."""
+    return grad_mode.enabled
 
 
 class AnomalyError(FloatingPointError):
@@ -66,6 +72,7 @@ def detect_anomaly():
     A NaN usually appears far from where it started: by the time the loss is NaN, every number
     downstream is NaN too. This mode checks after each op, so the error names the op where the
     first non-finite number appeared. It costs one pass over every array, so it is off by default.
+    Process-wide, as in PyTorch: while it is on, the ops of every thread are checked.
     """
     global anomaly_enabled
     previous, anomaly_enabled = anomaly_enabled, True

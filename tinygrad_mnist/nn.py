@@ -90,7 +90,7 @@ class Module:
             if array.dtype != parameter.dtype:
                 raise TypeError(f"state_dict['{name}'] has dtype {array.dtype}, the model's has {parameter.dtype}")
         for name, parameter in own.items():
-            np.copyto(parameter.data, state[name])  # in place: optimizers keep their references
+            parameter.copy_(state[name])  # in place (optimizers keep their references), and counted
 
     def __repr__(self):
         children = [f"  ({name}): {value!r}".replace("\n", "\n  ") for name, value in vars(self).items() if isinstance(value, Module)]
@@ -169,7 +169,7 @@ class Flatten(Module):
 
     def forward(self, x):
         start, end = range(x.ndim)[self.start_dim], range(x.ndim)[self.end_dim]  # negative dims count from the end
-        return x.reshape(*x.shape[:start], -1, *x.shape[end + 1 :])
+        return x.reshape(*x.shape[:start], math.prod(x.shape[start : end + 1]), *x.shape[end + 1 :])  # not -1: N = 0 too
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

@@ -167,8 +167,9 @@ class Max(Function):
 
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False):
-        if x.size == 0:
-            raise ValueError("max of an empty tensor is undefined")
+        reduced = range(x.ndim) if axis is None else np.atleast_1d(axis)
+        if x.size == 0 and any(x.shape[each] == 0 for each in reduced):  # (0, 3) over axis 1 is (0,), as in PyTorch
+            raise ValueError(f"max over an axis of size 0 (a tensor of shape {x.shape}) is undefined; reduce another axis")
         out = x.max(axis=axis, keepdims=True)
         ctx.save_for_backward(x, out)
         return out if keepdims else (out.reshape(()) if axis is None else np.squeeze(out, axis))
@@ -284,6 +285,18 @@ class SigmoidOp(Function):
         return grad_out * out * (1 - out)
 
 
+class Cast(Function):
+    """out = x in another float dtype (Tensor.float()).   d out/d x = 1: the engine casts the gradient back."""
+
+    @staticmethod
+    def forward(ctx, x, dtype):
+        return x.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return grad_out
+
+
 # ----- shapes ------------------------------------------------------------------------------------
 class Reshape(Function):
     """out = x with a new shape (same elements, same order).   The gradient is reshaped back."""
@@ -318,7 +331,7 @@ class Transpose(Function):
 
 
 class Index(Function):
-    """out = x[index] (slices, integers, integer arrays).   Each picked element gets its gradient
+    """out = x[index] (slices, integers, integer arrays, masks).   Each picked element gets its gradient
     back; an element picked twice gets the sum (np.add.at adds up repeated indices)."""
 
     @staticmethod

@@ -144,7 +144,7 @@ class SGD(Optimizer):
                     buffer *= self.momentum
                     buffer += grad
                 grad = buffer
-            parameter.data -= self.lr * grad
+            parameter.add_(grad, alpha=-self.lr)  # p -= lr * g, counted: backward() refuses a graph that saved the old p
 
 
 class LRScheduler:

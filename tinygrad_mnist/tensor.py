@@ -7,58 +7,83 @@ to the parameters, which `backward()` visits in reverse topological order, apply
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from . import fused, modes, ops
+from . import function, fused, modes, ops
 from .function import FLOAT_DTYPES
+
+BOOL = np.dtype(np.bool_)
 
 
 class Tensor:
-    """An n-dimensional array of float32 (the default) or float64 that can compute gradients.
+    """An n-dimensional array of float32 (the default) or float64 that can compute gradients, or of
+    bool: a mask, the result of a comparison, which has no gradient.
 
-    data: an ndarray, a nested list, a number or a Tensor. float32 and float64 arrays keep their
-    dtype and are not copied; other real numbers become float32 (or `dtype`, "float32"/"float64").
+    data: an ndarray, a nested list, a number or a Tensor. float32, float64 and bool arrays keep their
+    dtype and are not copied; bools become bool, other real numbers float32 (or `dtype`: "float32",
+    "float64", "bool"); integers that float32 cannot hold exactly are refused.
     requires_grad: True for the tensors you want d loss / d tensor of (parameters).
     name: a label for graph pictures. After `loss.backward()`, `.grad` holds d loss / d tensor,
     shaped and typed like the data; it adds up over backward() calls until `zero_grad()`, as in PyTorch.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "name", "_ctx", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "name", "_ctx", "_version_counter", "__weakref__")
     __array_priority__ = 1000  # so `ndarray + Tensor` calls Tensor.__radd__, not numpy's loop
+    __hash__ = object.__hash__  # by identity, as PyTorch's (== compares values): the graph walk keeps tensors in dicts
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
-        self.data = _to_float_array(data, dtype)
+        self.data = _to_array(data, dtype)
         self.grad = None
         self.requires_grad = bool(requires_grad)
+        if self.requires_grad and self.data.dtype is BOOL:
+            raise TypeError("a bool tensor (a mask) cannot require grad; use dtype='float32' for numbers to differentiate")
         self.name = name
         self._ctx = None  # the Context of the op that made this tensor; None for a leaf
+        self._version_counter = [0, 0]  # [in-place changes, function.in_place_changes at the last]; views share it
 
     # ----- what a tensor is --------------------------------------------------------------------
     shape = property(lambda self: self.data.shape, doc="The size of each axis, a tuple: (64, 784) for 64 flat images.")
     ndim = property(lambda self: self.data.ndim, doc="The number of axes: 0 for a scalar, 2 for (batch, features).")
-    dtype = property(lambda self: self.data.dtype, doc="The numpy dtype of the data: float32 (default) or float64.")
+    dtype = property(lambda self: self.data.dtype, doc="The numpy dtype of the data: float32 (default), float64 or bool.")
     size = property(lambda self: self.data.size, doc="The number of elements, the product of the shape.")
     is_leaf = property(lambda self: self._ctx is None, doc="True for tensors the user made (parameters, inputs).")
     grad_fn = property(lambda self: self._ctx, doc="The op call that made this tensor, a Context (None for a leaf).")
+    _version = property(lambda self: self._version_counter[0], doc="How many times the library changed the data in "
+                        "place (add_, an optimizer's step), as PyTorch's _version; writes into .data are not counted.")
 
     def numpy(self):
         """The data as an ndarray (shared, not copied)."""
         return self.data
 
     def item(self):
-        """The value of a one-element tensor as a Python float."""
+        """The value of a one-element tensor as a Python float (a bool for a bool tensor)."""
         if self.data.size != 1:
             raise ValueError(f"item() needs a tensor with one element; this one has shape {self.shape}")
         return self.data.item()
 
     def detach(self):
-        """The same data, cut off from the graph (requires_grad=False)."""
-        return Tensor(self.data)
+        """The same data, cut off from the graph (requires_grad=False); it shares the version counter, as in PyTorch."""
+        detached = Tensor(self.data)
+        detached._version_counter = self._version_counter
+        return detached
+
+    def float(self):
+        """The tensor as float32, as PyTorch's .float(): a mask becomes 0.0 and 1.0; float64 is cast (with a gradient)."""
+        if self.data.dtype is BOOL:
+            return Tensor(self.data, dtype=np.float32)
+        return self if self.data.dtype == np.float32 else ops.Cast.apply(self, dtype=np.float32)
 
     def __len__(self):
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return len(self.data)
+
+    def __bool__(self):
+        if self.data.size != 1:  # as PyTorch: `if x == y:` on arrays has no single answer
+            raise RuntimeError(f"the truth value of a tensor of shape {self.shape} is ambiguous; use .all() or .any()")
+        return bool(self.data)
 
     def __repr__(self):
         body = np.array2string(self.data, precision=4, separator=", ", threshold=20, prefix="Tensor(")
@@ -86,7 +111,9 @@ class Tensor:
             if ctx.saved is None:  # released by an earlier backward()
                 raise RuntimeError(f"backward() through a graph a second time: {ctx.function.__name__}'s saved arrays "
                                    "were released; call backward(retain_graph=True) the first time, or compute again")
-            input_grads = _checked_input_grads(ctx, ctx.function.backward(ctx, grad))
+            if ctx.changes_before != function.in_place_changes:  # something changed in place since the op ran
+                _check_saved_unchanged(tensor, ctx)
+            input_grads = _checked_input_grads(ctx, _call_backward(ctx, grad))
             if not retain_graph:
                 ctx.saved = None  # release the saved arrays: their memory is freed now
             for parent, parent_grad in zip(ctx.inputs, input_grads):
@@ -130,9 +157,53 @@ class Tensor:
     def __rpow__(self, base): return ops.RPow.apply(self, base=_scalar_exponent(base, "p ** x"))
     def __neg__(self): return self * -1.0  # exact in floating point, so -x costs no op of its own
 
+    # ----- comparisons: elementwise, broadcasting, a bool tensor without a gradient (as in PyTorch) --
+    def __eq__(self, other): return _compare(np.equal, "==", self, other)
+    def __ne__(self, other): return _compare(np.not_equal, "!=", self, other)
+    def __lt__(self, other): return _compare(np.less, "<", self, other)
+    def __le__(self, other): return _compare(np.less_equal, "<=", self, other)
+    def __gt__(self, other): return _compare(np.greater, ">", self, other)
+    def __ge__(self, other): return _compare(np.greater_equal, ">=", self, other)
+    def __and__(self, other): return _compare(np.logical_and, "&", _mask(self, "&"), _mask(other, "&"))
+    def __or__(self, other): return _compare(np.logical_or, "|", _mask(self, "|"), _mask(other, "|"))
+    def __invert__(self): return Tensor(~_mask(self, "~").data)
+    __rand__, __ror__ = __and__, __or__
+
+    def all(self, axis=None, keepdims=False):
+        """True where every element over `axis` is True (nonzero): a bool tensor, no gradient."""
+        return Tensor(np.all(self.data, axis=_check_axis(axis, self.ndim), keepdims=keepdims))
+
+    def any(self, axis=None, keepdims=False):
+        """True where some element over `axis` is True (nonzero): a bool tensor, no gradient."""
+        return Tensor(np.any(self.data, axis=_check_axis(axis, self.ndim), keepdims=keepdims))
+
+    # ----- in place: the data changes and the version goes up; no graph is recorded -------------
+    def add_(self, other, alpha=1):
+        """self += alpha * other, in place (an optimizer's step); returns self."""
+        other = _in_place(self, "add_", other)
+        self.data += other if alpha == 1 else alpha * other
+        return self
+
+    def mul_(self, other):
+        """self *= other, in place; returns self."""
+        self.data *= _in_place(self, "mul_", other)
+        return self
+
+    def copy_(self, source):
+        """Copy `source` (broadcast to self's shape, cast to its dtype) into self, in place; returns self."""
+        np.copyto(self.data, _in_place(self, "copy_", source), casting="same_kind")
+        return self
+
+    def zero_(self):
+        """Set every element to 0, in place (NaN too); returns self."""
+        return self.copy_(0.0)
+
     # ----- reductions --------------------------------------------------------------------------
     def sum(self, axis=None, keepdims=False):
-        """Sum over `axis` (all axes by default): (N, C).sum(axis=1) -> (N,).   d out/d x_i = 1."""
+        """Sum over `axis` (all axes by default): (N, C).sum(axis=1) -> (N,).   d out/d x_i = 1.
+        Of a mask: the count of True, as float64 (exact up to 2^53; PyTorch gives int64)."""
+        if self.data.dtype is BOOL:
+            return Tensor(self.data.sum(axis=_check_axis(axis, self.ndim), keepdims=keepdims, dtype=np.float64))
         return ops.Sum.apply(self, axis=_check_axis(axis, self.ndim), keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
@@ -186,7 +257,7 @@ class Tensor:
 
     def flatten(self, start_axis=1):
         """Merge every axis from `start_axis` on: (64, 28, 28) -> (64, 784)."""
-        return self.reshape(*self.shape[:start_axis], -1)
+        return self.reshape(*self.shape[:start_axis], math.prod(self.shape[start_axis:]))  # not -1: (0, 28, 28) too
 
     def transpose(self, *axes):
         """Permute the axes (reverse them when none are given): (N, C) -> (C, N)."""
@@ -201,17 +272,19 @@ class Tensor:
     T = property(lambda self: self.transpose(), doc="The transpose, axes reversed: (out, in) -> (in, out).")
 
     def __getitem__(self, index):
+        if self.data.dtype is BOOL:  # a mask has no graph: pick from its 0/1 floats (exact) and read them back
+            return self.float()[index] != 0
         return ops.Index.apply(self, index=_plain_index(index))
 
 
-def _to_float_array(data, dtype=None):
-    """The ndarray a Tensor holds: float32/float64 kept, other numbers to float32, the rest refused."""
+def _to_array(data, dtype=None):
+    """The ndarray a Tensor holds: float32/float64/bool kept, other numbers to float32, the rest refused."""
     if type(data) is np.ndarray and dtype is None and data.dtype in FLOAT_DTYPES:
         return data  # every op's output: 0.25 µs instead of 0.6, 1.5% of a 16x128 training step
     if isinstance(data, Tensor):
         data = data.data
-    if dtype is not None and np.dtype(dtype) not in FLOAT_DTYPES:
-        raise TypeError(f"Tensor dtype must be float32 or float64, not {np.dtype(dtype)}")
+    if dtype is not None and np.dtype(dtype) not in FLOAT_DTYPES + (BOOL,):
+        raise TypeError(f"Tensor dtype must be float32, float64 or bool, not {np.dtype(dtype)}")
     if isinstance(data, (str, bytes)):
         raise TypeError(f"Tensor data must be numbers, not a string ({data!r})")
     try:
@@ -223,8 +296,12 @@ def _to_float_array(data, dtype=None):
         what = "None" if data is None else kinds.get(array.dtype.kind, f"dtype {array.dtype}")
         raise TypeError(f"Tensor data must be real numbers (bool, int or float), not {what}")
     if dtype is None:
-        keeps_dtype = isinstance(data, (np.ndarray, np.generic)) and array.dtype in FLOAT_DTYPES
+        keeps_dtype = array.dtype is BOOL or (isinstance(data, (np.ndarray, np.generic)) and array.dtype in FLOAT_DTYPES)
         dtype = array.dtype if keeps_dtype else np.dtype(np.float32)  # lists and Python floats too
+        # uint8 and int16 always fit; int32 and int64 labels or counts past 2^24 would change silently
+        if array.dtype.kind in "iu" and array.itemsize > 2 and not np.array_equal(array.astype(dtype), array):
+            raise ValueError(f"Tensor: integers up to {np.abs(array).max()} do not fit float32 exactly (it holds whole "
+                             "numbers up to 2^24 = 16777216); pass dtype='float64' or scale them first")
     return array.astype(dtype, copy=False)
 
 
@@ -255,6 +332,35 @@ def _keep_grad(tensor, grad, kept):
         tensor.grad = grad
     else:
         tensor.grad += grad  # accumulate over backward() calls, like PyTorch
+
+
+def _check_saved_unchanged(tensor, ctx):
+    """A RuntimeError if the op saved data of its output or an input that changed in place after the op ran
+    (stamped later than ctx.changes_before), as PyTorch's check: backward would compute a wrong gradient."""
+    saved = [array for array in ctx.saved if isinstance(array, np.ndarray)]
+    for index, changed in enumerate([tensor, *ctx.inputs]):
+        version, stamp = changed._version_counter
+        if stamp > ctx.changes_before and any(np.may_share_memory(array, changed.data) for array in saved):
+            what = "the output" if index == 0 else f"input {index - 1}"
+            name, op = (f" {changed.name!r}" if changed.name else ""), ctx.function.__name__
+            raise RuntimeError(f"{what} of {op} (a tensor{name} of shape {changed.shape}, now at version {version}) was "
+                               f"modified in place after {op} saved it for backward; call backward() before "
+                               "optimizer.step(), or compute the forward pass again")
+
+
+def _call_backward(ctx, grad):
+    """The op's backward on a read-only view of `grad`: .grad and other branches (Add gives one array to
+    both inputs) may share that array, so a backward that wrote into it would corrupt their gradients."""
+    grad_out = grad.view()
+    grad_out.setflags(write=False)
+    try:
+        return ctx.function.backward(ctx, grad_out)
+    except ValueError as error:
+        if "read-only" not in str(error):
+            raise
+        raise RuntimeError(f"{ctx.function.__name__}.backward wrote into a read-only array: grad_out is read-only, since "
+                           ".grad and other branches may share it; compute a new array (grad_out * 2, not grad_out *= 2)"
+                           ) from error
 
 
 def _checked_input_grads(ctx, input_grads):
@@ -321,10 +427,55 @@ def _scalar_exponent(number, expression):
     return float(number) if not isinstance(number, int) else number
 
 
+def _in_place(tensor, name, other):
+    """`other` as an array for an in-place method on `tensor`, after the checks; counts the change."""
+    if tensor._ctx is not None and modes.grad_mode.enabled:
+        raise RuntimeError(f"{name} on the result of {tensor._ctx.function.__name__}, in the graph: it cannot record "
+                           "an in-place change; compute a new tensor, or do it inside no_grad()")
+    other = other.data if isinstance(other, Tensor) else np.asarray(other)
+    if other.shape != tensor.data.shape:
+        try:
+            np.broadcast_to(other, tensor.shape)
+        except ValueError:
+            raise ValueError(f"{name}: a value of shape {other.shape} does not broadcast to the tensor's shape "
+                             f"{tensor.shape}") from None
+    # count the change: the version goes up (as PyTorch's), and the stamp tells backward() it came after
+    # every op recorded before it, so an op that saved this tensor's data refuses to compute with it
+    function.in_place_changes += 1
+    tensor._version_counter[:] = tensor._version_counter[0] + 1, function.in_place_changes
+    return other
+
+
+def _compare(op, symbol, tensor, other):
+    """`tensor symbol other` by numpy's rules (Python numbers take the tensor's dtype, as in PyTorch), as
+    a bool tensor; NotImplemented for a non-number, so `x == None` is False and `x < "a"` a TypeError."""
+    other = other.data if isinstance(other, Tensor) else other
+    try:
+        if np.asarray(other).dtype.kind not in "biuf":
+            return NotImplemented
+    except ValueError:  # ragged lists
+        return NotImplemented
+    try:
+        return Tensor(op(tensor.data, other))
+    except ValueError:
+        raise ValueError(f"{symbol}: shapes {tensor.shape} and {np.shape(other)} do not broadcast (each axis, counted "
+                         "from the right, must be equal or 1); reshape one of them") from None
+
+
+def _mask(item, symbol):
+    """`item` if it is a bool tensor or array (a mask), else a TypeError: & | ~ combine masks."""
+    dtype = np.asarray(item.data if isinstance(item, Tensor) else item).dtype
+    if dtype is not BOOL:
+        raise TypeError(f"{symbol} combines masks (bool tensors, such as x > 0), not {dtype} values")
+    return item
+
+
 def _plain_index(index):
-    """Indices for numpy: Tensors inside an index become integer arrays."""
+    """Indices for numpy: bool tensors inside an index become masks, other Tensors integer arrays."""
     if isinstance(index, tuple):
         return tuple(_plain_index(part) for part in index)
+    if isinstance(index, Tensor) and index.data.dtype is BOOL:
+        return index.data  # a mask selects where it is True, as in numpy and PyTorch
     if isinstance(index, Tensor):
         if not (np.isfinite(index.data).all() and np.array_equal(index.data, np.round(index.data))):
             # refused, not truncated: t[Tensor(1.1)] is a mistake, not t[1]

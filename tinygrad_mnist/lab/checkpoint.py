@@ -38,8 +38,8 @@ import numpy as np
 
 from ..atomic import write_atomically
 
-FORMAT = "tinygrad_mnist.lab.checkpoint/2"
-OLDER_FORMATS = ("tinygrad_mnist.lab.checkpoint/1",)  # its record was not under the checksum
+FORMAT = "tinygrad_mnist.checkpoint/2"
+OLDER_FORMATS = ("tinygrad_mnist.checkpoint/1",)  # its record was not under the checksum
 MAX_RECORD_CHARS = 1 << 20  # the record is settings and an RNG state: a few KB; 1 M chars is generous
 # the dtypes a state_dict holds: booleans, integers and floats, no objects, strings or structures
 MAX_NPY_HEADER_BYTES = 1024  # numpy writes 64 to 128 bytes for the arrays a checkpoint holds
