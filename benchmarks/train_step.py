@@ -56,8 +56,8 @@ from pathlib import Path
 import numpy as np
 
 import tinygrad_mnist
-from tinygrad_mnist import Tensor, nn, optim
-from tinygrad_mnist.lab.malloc import pin_malloc_thresholds
+from tinygrad_mnist import Tensor, modes, nn, optim
+from tinygrad_mnist.modes import pin_malloc_thresholds
 from tinygrad_mnist import functional as F
 from tinygrad_mnist.lab.data import normalize
 from tinygrad_mnist.reference import ManualSGD, mlp_loss_and_grads
@@ -570,7 +570,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     with_torch = torch is not None and not args.no_torch
-    pinned = pin_malloc_thresholds() if args.pin_malloc else False
+    # `import tinygrad_mnist` pins them already unless TINYGRAD_MNIST_MALLOC=system
+    pinned = (pin_malloc_thresholds() if args.pin_malloc else False) or modes.malloc_pinned
     if args.warm:
         warm_up_like_the_example(args.seed)
     if with_torch:
@@ -581,6 +582,7 @@ def main(argv=None):
         print("\nPyTorch skipped: " + ("--no-torch given" if args.no_torch else "not installed (pip install torch to compare)"))
 
     state = "warm (the example's evaluation ran first)" if args.warm else "fresh"
+    pinned = pinned or tinygrad_mnist.modes.malloc_pinned  # import tinygrad_mnist pins them unless TINYGRAD_MNIST_MALLOC=system
     malloc = "pinned (mmap 32 MiB, trim 64 MiB)" if pinned else ("--pin-malloc failed: no glibc" if args.pin_malloc else "glibc's moving defaults")
     print(f"\nProcess: {state}; malloc thresholds: {malloc}.")
     print(f"\n## Training step: 784-H-10 MLP, float32, SGD momentum {MOMENTUM} (median of {args.repeats} blocks)\n")

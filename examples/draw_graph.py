@@ -5,8 +5,9 @@
     python examples/draw_graph.py --format png
 
 Each graph is drawn after backward(), so every box shows its gradient too, and in both modes:
-forward (data flow) and backward (gradient flow). Without graphviz's `dot` program the DOT source
-is written instead (.dot files) and the install hint is printed on stderr.
+forward (data flow) and backward (gradient flow). The MLP step is also written as mlp_step.html,
+the page that steps through its backward pass in a browser. Without graphviz's `dot` program the
+DOT source is written instead (.dot files) and the install hint is printed on stderr.
 No data files are needed: the MLP step runs on random images.
 """
 
@@ -56,7 +57,7 @@ def mlp_step():
     logits.name = "logits"
     loss = F.cross_entropy(logits, labels)  # (BATCH, 10) -> ()
     loss.name = "loss"
-    loss.backward()
+    loss.backward(retain_graph=True)  # keeps what the ops saved: the step-by-step page replays their backward
     return loss, model
 
 
@@ -75,11 +76,15 @@ def main(argv=None):
         "mlp_step": draw_graph(loss, names=model),
         "mlp_step_backward": draw_graph(loss, names=model, mode="backward"),
     }
-    fell_back = False
-    for name, picture in pictures.items():
-        written = render(picture, args.out_dir / f"{name}.{args.format}")
-        fell_back |= written.suffix != f".{args.format}"
-        print(written)
+    targets = [(picture, args.out_dir / f"{name}.{args.format}") for name, picture in pictures.items()]
+    targets.append((pictures["mlp_step"], args.out_dir / "mlp_step.html"))  # the same drawing, as a page
+    fell_back, printed = False, set()
+    for picture, path in targets:
+        written = render(picture, path)
+        fell_back |= written.suffix != path.suffix
+        if written not in printed:  # without `dot`, the page falls back to the .dot already written
+            printed.add(written)
+            print(written)
     if fell_back:
         print(INSTALL_HINT, file=sys.stderr)
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from tinygrad_mnist import Tensor, functional as F, optim
 from tinygrad_mnist.lab import run
-from tinygrad_mnist.lab.data import batches, normalize, random_flip
+from tinygrad_mnist.lab.data import batches, normalize, random_flip, random_shift
 from tinygrad_mnist.lab.datasets import DatasetNotFoundError, load_dataset
 from tinygrad_mnist.lab.idx import IDXError
 from tinygrad_mnist.lab.settings import parse_args
@@ -70,8 +70,11 @@ def main(argv=None, defaults=DEFAULTS, presets=PRESETS, model_spec=mlp, input_sh
     rng = np.random.default_rng(settings.seed)  # initial weights, batch order (and a CNN's dropout and flips)
     spec, options = model_spec(settings)
     model = session.model(spec, rng=rng, **options)  # the saved weights with --load/--resume
-    optimizer = optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
-                          clip_value=settings.clip_value, clip_norm=settings.clip_norm)
+    if vars(settings).get("optimizer") == "adam":  # a CNN's setting (its bn preset)
+        optimizer = optim.Adam(model.parameters(), lr=settings.lr)
+    else:
+        optimizer = optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
+                              clip_value=settings.clip_value, clip_norm=settings.clip_norm)
 
     dataset = load_dataset(settings.dataset, args.data_dir).subset(settings.train_subset, settings.test_subset)
     train_images, train_labels, test_images, test_labels = dataset
@@ -100,6 +103,8 @@ def main(argv=None, defaults=DEFAULTS, presets=PRESETS, model_spec=mlp, input_sh
             for step, (image_batch, label_batch) in session.steps(epoch_batches, epoch, steps_per_epoch):
                 if vars(settings).get("augment") == "flip":  # a CNN's setting: a mirrored shoe is still a shoe
                     image_batch = random_flip(image_batch, rng)
+                elif vars(settings).get("augment") == "shift":  # a digit 2 pixels to the left is the same digit
+                    image_batch = random_shift(image_batch, rng)
                 x = Tensor(normalize(image_batch).reshape(input_shape))  # (batch, 28, 28) uint8 -> float32 input_shape
                 loss = F.cross_entropy(model(x), label_batch)
                 loss_sum += session.check_loss(loss.item())  # NaN or inf: stop, say what to try

@@ -8,8 +8,9 @@ Write a digit on paper with a dark pen, take a photo, crop it roughly around the
 should be the darkest thing in the picture), and pass the file. Each image goes through MNIST's
 preprocessing (tinygrad_mnist/lab/digits.py: grey, inverted, cropped to the ink, fitted into 20x20,
 centred by centre of mass in 28x28), then through the model; the three likeliest classes are
-printed with their probabilities. `--show PATH` saves the 28x28 images the model saw (side by side
-when there are several): look at it when a prediction surprises you.
+printed with their probabilities. `--show PATH` saves the 28x28 images the model saw, 8 times larger
+and side by side, each with its file name and what the model said: look at it when a prediction
+surprises you.
 
 Every image is read on its own: a file that is not an image, is too large (over 50 million
 pixels, checked from its header before decoding), too small or too thin, shows no digit, or is
@@ -35,6 +36,8 @@ from tinygrad_mnist.lab.data import normalize
 from tinygrad_mnist.lab.digits import DigitImageError, MissingPillowError, load_digit, not_a_digit
 
 TOP = 3  # classes printed per image
+SHOW_SCALE = 8  # --show draws each 28x28 image 224x224 (nearest neighbour: every pixel a square)
+SHOW_GAP, SHOW_CAPTION = 12, 40  # pixels between the images, and under each for its two caption lines
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -64,6 +67,25 @@ def classify(model, digits):
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
+def save_seen(path, digits, names, probabilities):
+    """--show: each digit as the model saw it (white on black), enlarged, captioned with its file
+    name and the likeliest class, side by side on white."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    side = 28 * SHOW_SCALE
+    canvas = Image.new("L", (len(digits) * (side + SHOW_GAP) - SHOW_GAP, side + SHOW_CAPTION), 255)
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default()
+    for index, (digit, name, row) in enumerate(zip(digits, names, probabilities)):
+        left = index * (side + SHOW_GAP)
+        canvas.paste(Image.fromarray(np.kron(digit, np.ones((SHOW_SCALE, SHOW_SCALE), dtype=np.uint8))), (left, 0))
+        label = int(row.argmax())
+        short = Path(name).name if len(Path(name).name) <= 34 else Path(name).name[:33] + "…"
+        draw.text((left + 2, side + 4), short, fill=0, font=font)
+        draw.text((left + 2, side + 20), f"said {label} ({100 * row[label]:.1f}%)", fill=0, font=font)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:  # refuses a model that does not take 28x28 images or whose outputs are not finite
@@ -72,7 +94,7 @@ def main(argv=None):
         sys.exit(f"error: --model {args.model}: {error}")
 
     # every image is read on its own: one bad file gets its line, and the others are still read
-    names, digits, failed = [], [], False
+    names, digits, probabilities, failed = [], [], [], False
     width = max(len(str(path)) for path in args.images)
     for path in args.images:
         try:
@@ -95,11 +117,9 @@ def main(argv=None):
         print(f"{str(path):<{width}}  " + "   ".join(f"{label}: {100 * row[label]:5.1f}%" for label in top))
         names.append(str(path))
         digits.append(digit)
+        probabilities.append(row)
     if digits and args.show:
-        from PIL import Image
-
-        args.show.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.hstack(digits)).save(args.show)  # (28, 28 * N), white on black
+        save_seen(args.show, digits, names, probabilities)
         shown = "the 28x28 image" if len(digits) == 1 else f"the {len(digits)} 28x28 images, side by side,"
         print(f"{shown} the model saw: {args.show}")
     sys.exit(2 if failed else 0)

@@ -26,14 +26,14 @@ import numpy as np
 import tinygrad_mnist as tg
 from tinygrad_mnist import Tensor, nn
 from tinygrad_mnist.lab import models
-from tinygrad_mnist.lab.checkpoint import CheckpointError
+from tinygrad_mnist.lab.checkpoint import CheckpointError, load_checkpoint
 from tinygrad_mnist.lab.data import normalize
 from tinygrad_mnist.lab.datasets import DatasetNotFoundError, load_mnist
 from tinygrad_mnist.lab.idx import IDXError
-from tinygrad_mnist.lab.interop import INSTALL_HINT, from_torch, to_torch
+from tinygrad_mnist.lab.interop import INSTALL_HINT, UnsupportedLayerError, from_torch, to_torch
 
 TOLERANCE = 1e-5  # largest difference of logits accepted (in float32: plus 1e-5 times the logit)
-COMPARED = 10_000  # test images the logits are compared on
+CHUNK = 1000  # images per forward pass: a CNN's im2col matrices of 10,000 images would take GBs
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -48,20 +48,12 @@ def parse_args(argv=None):
     parser.add_argument("checkpoint", type=Path, help="a checkpoint saved by examples/mnist.py --save")
     parser.add_argument("--out", type=Path, metavar="PATH", help="save the PyTorch model's state_dict here (torch.save)")
     parser.add_argument("--back", type=Path, metavar="PATH", help="save the model converted back from PyTorch as a checkpoint here")
+    parser.add_argument("--images", type=int, default=10_000, metavar="N", help="compare the logits on the first N test images (default 10000)")
     parser.add_argument("--data-dir", type=Path, help="folder with the MNIST files (else $TINYGRAD_MNIST_DATA, else data/mnist)")
-    return parser.parse_args(argv)
-
-
-def save_model(path, model):
-    """Save an MLP (Linear layers with one LeakyReLU slope between them) so models.load_model rebuilds it."""
-    linears = [layer for layer in model if isinstance(layer, nn.Linear)]
-    slopes = {layer.negative_slope for layer in model if isinstance(layer, nn.LeakyReLU)}
-    kinds = [type(layer).__name__ for layer in model]
-    if kinds != ["Linear", "LeakyReLU"] * (len(linears) - 1) + ["Linear"] or len(slopes) > 1:
-        raise ValueError(f"save_model saves an MLP (Linear, LeakyReLU, ..., Linear with one slope), not {kinds}")
-    layer_sizes = [linears[0].in_features] + [layer.out_features for layer in linears]
-    spec = {"kind": "mlp", "layer_sizes": layer_sizes, "negative_slope": slopes.pop() if slopes else 0.01}
-    return models.save_model(path, model, spec)
+    args = parser.parse_args(argv)
+    if args.images < 1:
+        parser.error(f"--images must be at least 1, got {args.images}")
+    return args
 
 
 def main(argv=None):
@@ -72,37 +64,40 @@ def main(argv=None):
         sys.exit(f"error: {INSTALL_HINT}")
     try:
         model = models.load_image_model(args.checkpoint)  # it takes 28x28 images, its outputs are finite
+        spec = load_checkpoint(args.checkpoint).meta["model"]  # the architecture, to save the model back
     except (CheckpointError, FileNotFoundError, KeyError, ValueError, TypeError) as error:
         sys.exit(f"error: {args.checkpoint}: {error}")
     try:
-        images = load_mnist(args.data_dir).test_images[:COMPARED]
+        images = load_mnist(args.data_dir).test_images[: args.images]
     except (DatasetNotFoundError, IDXError) as error:
         sys.exit(f"error: {error}")
-    inputs = normalize(images, flatten=True)  # float32 (N, 784), as in training
+    # float32, as in training: (N, 784) for an MLP, (N, 1, 28, 28) for a CNN
+    inputs = normalize(images).reshape(-1, 1, 28, 28) if isinstance(model[0], nn.Conv2d) else normalize(images, flatten=True)
 
-    torch_model = to_torch(model).eval()
+    try:
+        torch_model = to_torch(model).eval()
+    except UnsupportedLayerError as error:
+        sys.exit(f"error: {args.checkpoint}: {error}")
     print(f"PyTorch model:\n{torch_model}")
     ours = logits_of(model, inputs)
-    with torch.no_grad():
-        theirs = torch_model(torch.from_numpy(inputs)).numpy()
+    theirs = torch_logits(torch, torch_model, inputs)
     # float32 sums of 784 products carry rounding errors of ~1e-5 at logits of ~20, and the two
     # libraries add in different orders: in float32 the logits agree to float32's precision ...
     float32_ok = np.allclose(theirs, ours, rtol=TOLERANCE, atol=TOLERANCE)
     report("float32, tinygrad_mnist vs PyTorch", ours, theirs, float32_ok, "within float32 rounding" if float32_ok else "NOT within float32 rounding")
     # ... and in float64, with the very same weights, to ~1e-14: the conversion itself is exact
     torch_model64 = to_torch(model).double().eval()
-    with torch.no_grad():
-        theirs64 = torch_model64(torch.from_numpy(inputs.astype(np.float64))).numpy()
-    ours64 = logits_of(from_torch(torch_model64), inputs.astype(np.float64))
+    theirs64 = torch_logits(torch, torch_model64, inputs.astype(np.float64))
+    ours64 = logits_of(from_torch(torch_model64).eval(), inputs.astype(np.float64))
     float64_difference = report("float64, tinygrad_mnist vs PyTorch", ours64, theirs64, None, None)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         torch.save(torch_model.state_dict(), args.out)
         print(f"PyTorch state_dict saved to {args.out} (load it with torch.load and load_state_dict)")
 
-    back = from_torch(torch_model)
+    back = from_torch(torch_model).eval()
     if args.back:
-        save_model(args.back, back)
+        models.save_model(args.back, back, spec)
         back = models.load_model(args.back).eval()
         print(f"converted back and saved to {args.back}")
     back_difference = report("float32, back from PyTorch vs the original", ours, logits_of(back, inputs), None, None)
@@ -111,7 +106,13 @@ def main(argv=None):
 
 def logits_of(model, inputs):
     with tg.no_grad():
-        return model(Tensor(inputs)).data
+        return np.concatenate([model(Tensor(inputs[start : start + CHUNK])).data for start in range(0, len(inputs), CHUNK)])
+
+
+def torch_logits(torch, torch_model, inputs):
+    with torch.no_grad():
+        return np.concatenate([torch_model(torch.from_numpy(inputs[start : start + CHUNK])).numpy()
+                               for start in range(0, len(inputs), CHUNK)])
 
 
 def report(title, reference, logits, ok, verdict):

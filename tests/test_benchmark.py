@@ -74,16 +74,22 @@ def test_without_torch_it_still_runs_and_says_torch_was_skipped():
 CNN_BENCHMARK = REPO / "benchmarks" / "cnn_step.py"
 
 
-def test_the_cnn_benchmark_quick_run_prints_the_step_table_and_the_breakdown():
+def test_the_cnn_benchmark_quick_run_prints_both_thread_counts_the_breakdown_and_evaluation():
     result = subprocess.run([sys.executable, str(CNN_BENCHMARK), "--quick"], capture_output=True, text=True,
                             timeout=600, cwd=REPO)
     assert result.returncode == 0, f"the benchmark failed:\n{result.stdout}\n{result.stderr}"
     output = result.stdout
-    # the step table's row for batch 8 (the breakdown's rows also start with the batch size)
-    row = next(line for line in output.splitlines()
-               if line.startswith("| 8 | ") and line.count("|") == (7 if TORCH_INSTALLED else 4))
-    cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert all(re.fullmatch(r"\d+(\.\d+)?", cell) for cell in cells), row
-    assert len(cells) == (6 if TORCH_INSTALLED else 3)
-    for piece in ("im2col", "matrix products", "col2im", "max-pool forward + backward", "rest of the step", "whole step"):
-        assert re.search(rf"\| 8 \| {re.escape(piece)} \| -?\d+ \|", output), f"the breakdown lacks {piece}"
+    assert "# 1 thread\n" in output and "# 2 threads\n" in output
+    for threads, clock in (("1", "CPU time"), ("2", "wall time")):
+        assert f"SGD momentum 0.9, {threads} thread(s) (median of 1 blocks, {clock})" in output
+    # the step table's rows for batch 8, one per thread count (the breakdown's rows have words in them)
+    rows = [line for line in output.splitlines() if line.startswith("| 8 | ") and line.count("|") == (8 if TORCH_INSTALLED else 5)]
+    assert len(rows) == 2, output
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert all(re.fullmatch(r"\d+(\.\d+)?", cell) for cell in cells), row
+    for piece in ("Conv2dOp forward", "Conv2dOp backward", "MaxPool2dOp backward", "ReLUOp forward", "SGD step",
+                  "graph bookkeeping (the rest)", "whole step (timed ops)", "inside the convolutions: im2col"):
+        assert len(re.findall(rf"\| 8 \| {re.escape(piece)}[^|]* \| -?\d+ \|", output)) == 2, f"the breakdown lacks {piece}"
+    for model in ("MLP 784-512-10", "nn.lenet"):
+        assert len(re.findall(rf"\| {model} \| 32 \| \d+ \|", output)) == 2, f"no evaluation row for {model}"

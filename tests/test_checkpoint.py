@@ -1,6 +1,7 @@
 """Checkpoints: atomic writes, exact round trips, and refusing every file that cannot be trusted."""
 
 import errno
+import hashlib
 import io
 import json
 import os
@@ -262,6 +263,59 @@ def test_a_text_file_is_refused_without_advice_about_pickles(tmp_path):
     with pytest.raises(CheckpointError, match="not a readable checkpoint") as caught:
         load_checkpoint(path)
     assert "pickle" not in str(caught.value)
+
+
+def _members(path):
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _write_zip(path, members):
+    """A consistent zip of `members` (name -> bytes): CRCs and sizes right, whatever the bytes."""
+    path.unlink(missing_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def _npy(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("member", ["meta.npy", "sha256.npy"])
+def test_text_beyond_unicode_is_refused_even_with_the_zip_crc_made_right(tmp_path, member):
+    # str() of a numpy unicode array whose one character is past U+10FFFF raises SystemError
+    path = save_checkpoint(tmp_path / "run.npz", small_model().state_dict(), epoch=1)
+    members = _members(path)
+    members[member] = _npy(np.array("x"))[:-4] + b"\xff\xff\xff\xff"
+    _write_zip(path, members)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_an_empty_array_with_a_dimension_past_int64_is_refused(tmp_path):
+    # the record, the header and the checksum agree on (0, 10**30), a shape np.load cannot make
+    record = json.dumps({"format": "tinygrad_mnist.checkpoint/2", "arrays": {"model/w": ["<f4", [0, 10**30]]}, "meta": {}})
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (0, 10**30)})
+    _write_zip(tmp_path / "run.npz", {"meta.npy": _npy(np.array(record)), "model/w.npy": header.getvalue(),
+                                      "sha256.npy": _npy(np.array(hashlib.sha256(record.encode()).hexdigest()))})
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "run.npz")
+
+
+def test_a_long_npy_header_is_refused_before_python_parses_it(tmp_path):
+    # numpy's own limit is 10,000 characters, but Python's parser raises MemoryError on "---...1"
+    # from about 5,000: the reader allows 1,024 (numpy writes 128)
+    path = save_checkpoint(tmp_path / "run.npz", small_model().state_dict(), epoch=1)
+    members = _members(path)
+    header = ("-" * 8000 + "1").encode()
+    members["meta.npy"] = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+    _write_zip(path, members)
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(path)
 
 
 def _with_header_shape(path, shape, record_shape=None):

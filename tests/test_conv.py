@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import tinygrad_mnist as tg
 from tinygrad_mnist import Tensor, manual_seed, nn
 from tinygrad_mnist import functional as F
 from tinygrad_mnist.conv import Conv2dOp, MaxPool2dOp
@@ -354,3 +355,21 @@ def test_lenet_channels_set_both_convolutions_and_the_linear_layer_follows():
     assert model[0].weight.shape == (32, 1, 5, 5) and model[3].weight.shape == (64, 32, 5, 5)
     assert model[-1].weight.shape == (10, 64 * 5 * 5)
     assert model(Tensor(np.zeros((2, 1, 28, 28), dtype=np.float32))).shape == (2, 10)
+
+
+def test_under_no_grad_an_op_keeps_no_arrays_for_a_backward_that_cannot_come():
+    contexts = []
+
+    class Recording(Conv2dOp):
+        @staticmethod
+        def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
+            contexts.append(ctx)
+            return Conv2dOp.forward(ctx, x, weight, bias, stride, padding)
+
+    x = Tensor(np.ones((2, 1, 6, 6)))
+    weight = Tensor(np.ones((3, 1, 3, 3)), requires_grad=True)
+    with tg.no_grad():
+        Recording.apply(x, weight)
+    Recording.apply(x, Tensor(weight.data))  # no input wants a gradient
+    Recording.apply(x, weight)
+    assert [len(ctx.saved) for ctx in contexts] == [0, 0, 3]  # the im2col matrix is freed at once

@@ -117,3 +117,16 @@ def test_random_flip_mirrors_a_random_half_and_leaves_the_batch_it_was_given_alo
     assert all(m != k for m, k in zip(mirrored, kept))  # each image is either mirrored or kept
     assert 70 < sum(mirrored) < 130
     np.testing.assert_array_equal(flipped, random_flip(images, np.random.default_rng(0)))  # seeded
+
+
+def test_random_shift_moves_each_image_by_at_most_max_shift_and_fills_with_zeros():
+    from tinygrad_mnist.lab.data import random_shift
+
+    images = np.zeros((200, 7, 7), dtype=np.uint8)
+    images[:, 3, 3] = 255  # one lit pixel in the middle of each image
+    shifted = random_shift(images, np.random.default_rng(0), max_shift=2)
+    assert shifted.shape == images.shape and shifted.dtype == np.uint8
+    rows, cols = np.nonzero(shifted.reshape(200, -1) == 255)[1] // 7, np.nonzero(shifted.reshape(200, -1) == 255)[1] % 7
+    assert (shifted > 0).sum(axis=(1, 2)).tolist() == [1] * 200  # moved, not copied or lost
+    assert set(rows.tolist()) == set(range(1, 6)) and set(cols.tolist()) == set(range(1, 6))  # every shift in -2..2
+    assert images[:, 3, 3].tolist() == [255] * 200  # the input is left as it was

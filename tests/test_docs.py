@@ -41,10 +41,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = sorted(ROOT.glob("docs/*.md")) + ([ROOT / "README.md"] if (ROOT / "README.md").exists() else [])
 SKIP_MARKER = "no-run"
 SUBMODULES = [
-    "tensor", "function", "ops", "fused", "functional", "nn", "optim",
-    "gradcheck", "modes", "randomness", "reference", "viz", "conv",
+    "tensor", "function", "ops", "fused", "functional", "module", "nn", "optim",
+    "gradcheck", "modes", "randomness", "reference", "viz", "backward_steps", "conv",
     "atomic", "lab.checkpoint", "lab.data", "lab.datasets", "lab.idx", "lab.plots", "lab.digits", "lab.interop",
-    "lab.extras", "lab.malloc", "lab.settings", "lab.models", "lab.run",
+    "lab.extras", "lab.settings", "lab.models", "lab.run",
 ]
 
 

@@ -370,3 +370,22 @@ def test_a_gradient_of_an_unrelated_shape_is_a_clear_error_not_numpy_s_broadcast
     x = Tensor(np.ones((2, 3)), requires_grad=True)
     with pytest.raises(RuntimeError, match=r"shape \(3, 2\) for input 0 of shape \(2, 3\): a gradient has the shape of its input$"):
         _TransposesItsGradient.apply(x).sum().backward()
+
+
+def test_ctx_saved_tensors_pytorch_s_name_is_refused_with_the_name_to_use():
+    class Square(Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, grad_out):
+            (x,) = ctx.saved_tensors  # PyTorch's name
+            return 2 * x * grad_out
+
+    y = Square.apply(Tensor([3.0], requires_grad=True)).sum()
+    with pytest.raises(AttributeError, match=r"^ctx.saved_tensors is PyTorch's name; here .* is ctx.saved$"):
+        y.backward()
+    with pytest.raises(AttributeError, match="'Context' object has no attribute 'saved_arrays'"):
+        y.grad_fn.saved_arrays  # any other missing name: the usual message

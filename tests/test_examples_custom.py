@@ -1,4 +1,4 @@
-"""The two exercises of docs/extending.md: examples/custom_op.py (Softplus) and examples/adam.py.
+"""The two exercises of docs/extending.md: examples/custom_op.py (Softplus) and examples/adam.py (the built-in Adam).
 
 The scripts run as a learner runs them, in a subprocess on a small MNIST subset: each must pass
 its own check (gradcheck for Softplus, the first-step property for Adam), say so, and train to a
@@ -145,7 +145,7 @@ def test_the_tutorial_and_the_example_define_the_same_softplus(custom_op):
 # ----- the Adam optimizer, without data ----------------------------------------------------------
 @pytest.fixture(scope="module")
 def adam():
-    return load_example("adam")
+    return load_example("adam")  # its Adam is tinygrad_mnist.optim.Adam, the exercise's answer
 
 
 def adam_by_formula(parameter, gradients, lr, beta1=0.9, beta2=0.999, eps=1e-8):
@@ -168,7 +168,7 @@ def test_adam_follows_the_formula_over_several_steps(adam):
         optimizer.zero_grad()
         (weight * Tensor(gradient)).sum().backward()  # d/d weight = gradient
         optimizer.step()
-    np.testing.assert_allclose(weight.data, adam_by_formula(start, gradients, lr=0.01), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(weight.data, adam_by_formula(start, gradients, lr=0.01), rtol=1e-10, atol=1e-12)
 
 
 def test_adam_first_step_moves_every_weight_by_lr_whatever_the_gradient_size(adam):

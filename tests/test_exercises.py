@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tinygrad_mnist import Function, GradcheckError, Tensor, gradcheck
-from tinygrad_mnist.exercises import EXERCISES, check
+from tinygrad_mnist.exercises import EXERCISES, check, exercise
 from tinygrad_mnist.exercises.common import DIAGNOSES, CheckFailed, check_op
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,8 +62,50 @@ def test_every_skeleton_fails_saying_it_is_not_written_yet(name):
 
 
 # ----- each named diagnosis fires on the mistake it names ----------------------------------------
+BACKWARD_BREADTH_FIRST = """    order, seen, queue = [], {root}, [root]
+    while queue:  # breadth first, nearest the root first: not an order of the graph
+        tensor = queue.pop(0)
+        order.append(tensor)
+        if tensor.grad_fn is not None:
+            for parent in tensor.grad_fn.inputs:
+                if parent not in seen:
+                    seen.add(parent)
+                    queue.append(parent)
+    return order[::-1]
+    stack = []
+    while stack:
+"""
+BACKWARD_RECURSIVE = """    order, seen = [], set()
+
+    def visit(tensor):
+        if tensor in seen:
+            return
+        seen.add(tensor)
+        if tensor.grad_fn is not None:
+            for parent in tensor.grad_fn.inputs:
+                visit(parent)
+        order.append(tensor)
+
+    visit(root)
+    return order
+    stack = []
+    while stack:
+"""
 BROKEN = [
     # (exercise, a line of the solution, what a learner wrote instead, the diagnosis)
+    ("backward", "grads[parent] = grads[parent] + parent_grad if parent in grads else parent_grad",
+     "grads[parent] = parent_grad", "overwrote-instead-of-adding"),
+    ("backward", "    order, seen, stack = [], set(), [(root, False)]\n    while stack:\n", BACKWARD_BREADTH_FIRST,
+     "visited-before-all-users"),
+    ("backward", "    order, seen, stack = [], set(), [(root, False)]\n    while stack:\n", BACKWARD_RECURSIVE, "recursion-limit"),
+    ("backward", "if parent_grad is None or not parent.requires_grad:", "if parent_grad is None:", "branch-needs-no-gradient"),
+    ("backward", "grad = grads.pop(tensor, None)", "grad = grads.pop(tensor, np.zeros_like(tensor.data))", "unused-input"),
+    ("backward", "grads[parent] = grads[parent] + parent_grad if parent in grads else parent_grad",
+     "if parent in grads:\n                grads[parent] += parent_grad\n            else:\n                grads[parent] = parent_grad",
+     "shared-or-read-only-gradient"),
+    ("backward", "tensor.grad = grad.copy() if tensor.grad is None else tensor.grad + grad",
+     "tensor.grad = grad if tensor.grad is None else tensor.grad + grad", "shared-or-read-only-gradient"),
+    ("backward", "    grads = {root: np.ones_like(root.data)}", "    return root.backward()\n    grads = {}", "called-the-engine"),
     ("elu", "return grad_out * np.where(x > 0, 1.0, out + alpha)",
      "return grad_out * np.where(x > 0, 1.0, -(out + alpha))", "wrong-sign"),
     ("elu", 'alpha = ctx.options["alpha"]', "alpha = 1.0", "keyword-not-read-in-backward"),
@@ -87,6 +129,18 @@ BROKEN = [
      "self.momentum * self.running_mean + (1 - self.momentum) * batch_mean", "momentum-reversed"),
     ("maxpool2d", "np.add.at(grad_x, (batch, channel, rows, cols), grad_out)",
      "grad_x[batch, channel, rows, cols] = grad_out", "overlapping-windows-overwrite"),
+    ("maxpool2d", 's = k if ctx.options["stride"] is None else ctx.options["stride"]\n        n, c',
+     "s = k\n        n, c", "stride-hard-coded-in-backward"),
+    ("maxpool2d", 's = k if ctx.options["stride"] is None else ctx.options["stride"]\n        n, c',
+     "s = 2\n        n, c", "stride-hard-coded-in-backward"),
+    ("elu", "return grad_out * np.where(x > 0, 1.0, out + alpha)", "return np.where(x > 0, 1.0, out + alpha)",
+     "forgot-grad-out"),
+    ("batchnorm", "grad_x = (g - g.mean(axis=0) - x_hat * (g * x_hat).mean(axis=0)) * inv_std",
+     "grad_x = (g - x_hat * (g * x_hat).mean(axis=0)) * inv_std", "mean-path-missing"),
+    ("batchnorm", "grad_x = (g - g.mean(axis=0) - x_hat * (g * x_hat).mean(axis=0)) * inv_std",
+     "grad_x = (g - g.mean(axis=0)) * inv_std", "variance-path-missing"),
+    ("batchnorm", "grad_x = (g - g.mean(axis=0) - x_hat * (g * x_hat).mean(axis=0)) * inv_std",
+     "grad_x = g * inv_std", "mean-and-variance-paths-missing"),
 ]
 
 
@@ -102,6 +156,8 @@ def test_a_broken_copy_of_a_solution_fails_with_the_named_diagnosis(name, line, 
 
 
 def test_every_named_diagnosis_is_triggered_by_a_test():
+    for name in EXERCISES:
+        exercise(name)  # an exercise's module adds its own diagnoses when imported
     covered = {diagnosis for *_, diagnosis in BROKEN} | {"not-implemented"}
     covered |= {"reduced-axis-not-put-back"}  # also by the square-input test below
     assert covered == set(DIAGNOSES)
@@ -200,6 +256,18 @@ def test_docs_give_every_exercise_its_skeleton_check_command_and_solution():
         assert f"python -m tinygrad_mnist.exercises check {name} " in text, name
 
 
+def test_the_sample_output_in_the_docs_is_what_the_checker_prints(tmp_path, monkeypatch):
+    text = (ROOT / "docs" / "exercises.md").read_text(encoding="utf-8")
+    sample = text.split("stops at the first that did not:\n\n```\n", 1)[1].split("\n```", 1)[0]
+    source = (SOLUTIONS / "where.py").read_text(encoding="utf-8")
+    (tmp_path / "my_where.py").write_text(source.replace("unbroadcast(np.where(mask, 0, grad_out), b_shape)",
+                                                         "np.where(mask, 0, grad_out)"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    passed, output = run_check("where", "my_where.py")
+    assert not passed
+    assert output.rstrip("\n") == sample
+
+
 # ----- gradcheck shows where it failed -----------------------------------------------------------
 def test_gradcheck_error_shows_the_input_value_and_the_upstream_gradient_at_the_failing_index():
     class ForgotGradOut(Function):
@@ -220,6 +288,19 @@ def test_gradcheck_error_shows_the_input_value_and_the_upstream_gradient_at_the_
     message = str(error.value)
     assert "at index (1, 0)" in message
     assert "there the input is 2 and the upstream gradient grad_out is -0.25" in message
+
+
+def test_the_backward_exercise_re_checks_on_a_graph_of_fresh_numbers():
+    from tinygrad_mnist.exercises import backward
+    from tinygrad_mnist.exercises.common import load_file
+
+    solution = load_file(SOLUTIONS / "backward.py", backward.NAMES)
+    results = backward.probe(solution, np.random.default_rng(11))
+    backward.verify(results, np.random.default_rng(11))  # the engine agrees on the same graph
+    assert "grad.2" not in results  # v: the op ignores it, so its .grad stays None
+    results["grad.0"] = results["grad.0"] * 2
+    with pytest.raises(CheckFailed, match="re-checked on a graph of fresh numbers, w.grad"):
+        backward.verify(results, np.random.default_rng(11))
 
 
 # ----- the checker decides in its own process (issue "nothing the kit reports is false") --------

@@ -76,3 +76,32 @@ def test_graph_alone_draws_the_cnn_step_with_parameter_names(mnist_dir, tmp_path
     assert result.returncode == 0, result.stderr
     text = path.read_text()
     assert "Conv2d" in text and "MaxPool2d" in text and "0.weight" in text and "Training..." not in result.stdout
+    assert "rankdir=TB" in text  # a long graph, top to bottom: it reads at page width
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_the_bn_preset_resumes_bit_for_bit_with_adams_state_and_the_batch_norm_buffers(mnist_dir, tmp_path):
+    args = ["--preset", "bn", "--train-subset", "1000", "--test-subset", "200", "--epochs", "3", "--quiet"]
+    whole, interrupted = tmp_path / "whole.npz", tmp_path / "interrupted.npz"
+    finished = run([*args, "--save", whole], mnist_dir)
+    assert finished.returncode == 0, finished.stderr
+    assert "optimizer=adam norm=batch" in finished.stdout.splitlines()[0] and "augment=shift" in finished.stdout
+    saved = load_checkpoint(whole)
+    assert saved.meta["model"]["batch_norm"] is True
+    assert saved.model_state["2.num_batches_tracked"] == 3 * 16  # 16 steps an epoch: a buffer, saved
+    assert {"step.0", "exp_avg.0", "exp_avg_sq.0"} <= set(saved.optimizer_state)  # Adam's state, torch's names
+
+    env = {**os.environ, "TINYGRAD_MNIST_DATA": str(mnist_dir)}
+    process = subprocess.Popen([sys.executable, str(SCRIPT), *args, "--save", str(interrupted)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    deadline = time.monotonic() + 300
+    while not interrupted.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # the first checkpoint: epoch 1 is done
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=300)
+    resumed = run(["--resume", interrupted, "--quiet"], mnist_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    expected, actual = saved.model_state, load_checkpoint(interrupted).model_state
+    for name in expected:  # weights, running statistics and counters, after Adam and the shifts resumed
+        assert actual[name].tobytes() == expected[name].tobytes(), name

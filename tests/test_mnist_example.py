@@ -1,5 +1,6 @@
 """examples/mnist.py as a user runs it: a real process, real MNIST files, real exit codes."""
 
+import json
 import os
 import re
 import signal
@@ -178,6 +179,17 @@ def test_graph_flag_writes_one_training_step(mnist_dir, tmp_path, dot_program):
     assert result.returncode == 0, result.stderr
     assert path.exists() and "<svg" in path.read_text()
     assert "Linear" in path.read_text() and "CrossEntropy" in path.read_text()
+
+
+@pytest.mark.mnist
+def test_graph_flag_writes_the_step_by_step_page_of_one_training_step(mnist_dir, tmp_path, dot_program):
+    path = tmp_path / "step.html"
+    result = run([*SMALL, "--batch-size", "4", "--graph", path], mnist_dir)
+    assert result.returncode == 0, result.stderr
+    text = path.read_text(encoding="utf-8")
+    steps = json.loads(re.search(r'id="backward-steps">(.*?)</script>', text, re.S).group(1))
+    assert [step["op"] for step in steps] == ["CrossEntropy", "LinearOp", "LeakyReLUOp", "LinearOp"]
+    assert steps[-1]["inputs"][1]["name"] == "0.weight"  # the first layer's weight, by its name in the model
 
 
 def test_the_model_gradients_equal_the_manual_backprop_reference():

@@ -128,3 +128,37 @@ def test_the_numbers_need_no_matplotlib(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert confusion_matrix([0, 1], [1, 1], 2).tolist() == [[0, 1], [0, 1]]
     assert plots.most_wrong(np.array([[0.0, 1.0]]), np.array([0])).tolist() == [0]
+
+
+def test_most_wrong_captions_say_what_the_model_said_and_how_small_the_true_class_s_share_was(tmp_path):
+    pytest.importorskip("matplotlib")
+    logits = np.array([[0.0, 12.0, 0.0], [0.0, 7.0, 3.0], [5.0, 0.0, 0.0]])  # labels 0, 2, 1: all wrong
+    written = plot_training(tmp_path / "run.svg", step_losses=[1.0, 0.5], epoch_accuracies=[0.0],
+                            images=np.zeros((3, 28, 28)), labels=np.array([0, 2, 1]), logits=logits,
+                            class_names=["zero", "one", "two"])
+    text = written.read_text(encoding="utf-8")
+    # p(true) = 1 / (1 + e^12 + 1) = 6.1e-6 = 0.00061%: not "0%", which every one of the worst would read
+    assert "said one (100%)" in text and "true zero (0.00061%)" in text
+    assert "true two (1.8%)" in text  # e^3 / (1 + e^7 + e^3)
+    assert "moving average of ~50 steps" in text  # the smoothing explained, not "EMA 0.98"
+
+
+@pytest.mark.parametrize(("class_names", "background"), [(None, 255), (["a", "b", "c"], 0)])
+def test_digits_are_drawn_as_ink_on_paper_and_other_images_as_they_are(tmp_path, class_names, background):
+    pytest.importorskip("matplotlib")
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    names = [str(index) for index in range(10)] if class_names is None else class_names
+    logits = np.zeros((2, len(names)))
+    logits[:, 1] = 5.0  # both predicted as class 1, labelled 0: wrong, so both are drawn
+    written = plot_training(tmp_path / "run.svg", step_losses=[1.0], epoch_accuracies=[0.5],
+                            images=np.zeros((2, 28, 28), dtype=np.uint8), labels=np.array([0, 0]), logits=logits,
+                            class_names=class_names)
+    embedded = re.findall(r'data:image/png;base64,([A-Za-z0-9+/=\s]+)"', written.read_text(encoding="utf-8"))
+    pictures = [np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("L")) for data in embedded]
+    digits = [picture for picture in pictures if picture.std() == 0]  # the blank images, not the confusion matrix
+    assert digits and all(picture.flat[0] == background for picture in digits)  # a 0 pixel: paper, or the dark

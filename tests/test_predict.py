@@ -210,8 +210,12 @@ def test_predict_prints_the_top_3_classes_and_shows_what_the_model_saw(trained, 
         label = path.stem.split("_")[1]
         assert line.split()[1] == f"{label}:"  # the likeliest class comes first, and it is right
     shown = np.asarray(Image.open(tmp_path / "seen.png"))
-    assert shown.shape == (28, 3 * 28)
-    np.testing.assert_array_equal(shown, np.hstack([load_digit(path) for path in paths[:3]]))
+    side, gap, caption = 28 * SCALE, 12, 40  # examples/predict.py: SHOW_SCALE, SHOW_GAP, SHOW_CAPTION
+    assert shown.shape == (side + caption, 3 * side + 2 * gap)
+    for index, path in enumerate(paths[:3]):  # each digit 8 times larger, as the model saw it
+        tile = shown[:side, index * (side + gap):index * (side + gap) + side]
+        np.testing.assert_array_equal(tile, np.kron(load_digit(path), np.ones((SCALE, SCALE), dtype=np.uint8)))
+        assert (shown[side:, index * (side + gap):index * (side + gap) + side] < 128).any()  # its caption is written
 
 
 @pytest.mark.mnist

@@ -429,9 +429,11 @@ def test_example_script_writes_the_pictures_it_prints(dot_program, tmp_path):
     paths = [Path(line) for line in result.stdout.splitlines()]
     assert [path.name for path in paths] == [
         "scalar_expression.svg", "scalar_expression_backward.svg", "mlp_step.svg", "mlp_step_backward.svg",
+        "mlp_step.html",
     ]
-    for path in paths:
+    for path in paths[:4]:
         assert path.exists() and ElementTree.parse(path).getroot().tag.endswith("svg")
+    assert 'id="backward-steps"' in paths[4].read_text(encoding="utf-8")
 
 
 def test_example_script_writes_dot_files_and_the_install_hint_without_dot(tmp_path):

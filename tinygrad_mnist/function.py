@@ -35,8 +35,14 @@ class Context:
         self.changes_before = in_place_changes
 
     def save_for_backward(self, *arrays):
-        """Keep arrays for `backward` (read them back as `ctx.saved`)."""
-        self.saved = arrays
+        """Keep arrays for `backward` (read them back as `ctx.saved`); under no_grad, keep nothing."""
+        if modes.grad_mode.enabled and any(self.needs_input_grad):  # else no backward will ever read them
+            self.saved = arrays
+
+    def __getattr__(self, name):  # only for a name no attribute has: say what PyTorch's is called here
+        if name == "saved_tensors":
+            raise AttributeError("ctx.saved_tensors is PyTorch's name; here what save_for_backward kept is ctx.saved")
+        raise AttributeError(f"'Context' object has no attribute {name!r}")
 
     def __repr__(self):
         return f"<Context of {self.function.__name__}>"
@@ -94,8 +100,11 @@ BOOL = np.dtype(np.bool_)
 
 @functools.cache  # inspect.signature takes 10-50 µs, more than the op: once per op class and input count
 def forward_defaults(function, input_count=0):
-    """{name: default} of function.forward's parameters after ctx and `input_count` inputs (shared: read only)."""
-    parameters = list(inspect.signature(function.forward).parameters.values())[1 + input_count :]  # after ctx
+    """{name: default} of function.forward's parameters after ctx and `input_count` inputs (shared: read
+    only); for forward(ctx, *arrays, axis=0), whatever the count, its keyword-only parameters."""
+    parameters = list(inspect.signature(function.forward).parameters.values())[1:]  # after ctx
+    variadic = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
+    parameters = [p for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY] if variadic else parameters[input_count:]
     return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
 
 

@@ -9,6 +9,7 @@ process-wide (a debugging switch for the whole program).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import threading
 
 import numpy as np
@@ -105,3 +106,37 @@ def check_finite(arrays, function, phase, inputs):
             phase=phase,
             input_shapes=shapes,
         )
+
+
+# ----- memory: glibc's malloc thresholds -----------------------------------------------------------
+# glibc serves a request of at least M_MMAP_THRESHOLD (128 KiB at start) with a fresh mmap, and hands
+# the top of its heap back to the system when more than M_TRIM_THRESHOLD is free there; both move
+# with the sizes a process frees. A CNN training step allocates and frees about 20 MB of arrays (the
+# im2col matrices, activations and gradients), more than the moving trim threshold, so in a plain
+# process every step gave its heap back and faulted about 3,000 pages in again: half of the step's
+# time (docs/performance.md, "The page faults"). Pinned where a warm process ends up, it faults none.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers, from glibc's malloc.h
+PINNED_MMAP_THRESHOLD = 32 << 20  # glibc's own ceiling for the moving threshold: arrays below it stay in the heap
+PINNED_TRIM_THRESHOLD = 64 << 20  # keep up to 64 MiB of freed heap instead of returning and refaulting it
+
+
+def pin_malloc_thresholds():
+    """Fix glibc's malloc thresholds where a warm process ends up (mmap 32 MiB, trim 64 MiB), so a
+    step's temporaries are reused instead of faulted in again. `import tinygrad_mnist` calls it.
+
+    Cost and side effects: it is process-wide (numpy and every other library in the process
+    allocate under the same rules), up to 64 MiB of freed memory stays with the process, and
+    arrays of 128 KiB to 32 MiB come from the heap, where a long-lived one can keep freed memory
+    below it from going back. Both must be set: setting one turns off glibc's moving of both.
+    Returns False where there is no glibc (then nothing changes).
+    """
+    global malloc_pinned
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        malloc_pinned = bool(libc.mallopt(M_MMAP_THRESHOLD, PINNED_MMAP_THRESHOLD) and libc.mallopt(M_TRIM_THRESHOLD, PINNED_TRIM_THRESHOLD))
+    except (OSError, AttributeError):
+        pass
+    return malloc_pinned
+
+
+malloc_pinned = False  # has pin_malloc_thresholds run (successfully) in this process?

@@ -1,6 +1,6 @@
-"""Optimizers: the Optimizer base class, SGD with momentum, gradient clipping and learning-rate
-schedules (LRScheduler, CosineAnnealingLR), with the
-semantics of torch.optim and torch.nn.utils.clip_grad_*_. Updates work in place on the parameters'
+"""Optimizers: the Optimizer base class, SGD with momentum, Adam and AdamW, gradient clipping and
+learning-rate schedules (LRScheduler, CosineAnnealingLR, StepLR), with the semantics of torch.optim
+and torch.nn.utils.clip_grad_*_. Updates work in place on the parameters'
 arrays."""
 
 from __future__ import annotations
@@ -54,9 +54,11 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__} got an empty parameter list; pass model.parameters()")
         self.state = {}  # state name -> [array or None, one per parameter]
 
-    def per_parameter_state(self, name):
-        """A list of None, one per parameter, kept under `name` in state_dict (fill it in step())."""
+    def per_parameter_state(self, name, scalar=False):
+        """A list of None, one per parameter, kept under `name` in state_dict (fill it in step()): arrays
+        shaped and typed like their parameter, or with scalar=True 0-d float32 arrays (Adam's step count)."""
         self.state[name] = [None] * len(self.params)
+        self._scalar_states = getattr(self, "_scalar_states", set()) | ({name} if scalar else set())
         return self.state[name]
 
     def zero_grad(self):
@@ -89,10 +91,12 @@ class Optimizer:
                 )
             parameter = self.params[int(index)]
             array = np.asarray(array)
-            if array.shape != parameter.shape or array.dtype != parameter.dtype:
+            scalar = name in getattr(self, "_scalar_states", ())
+            shape, dtype = ((), np.dtype(np.float32)) if scalar else (parameter.shape, parameter.dtype)
+            if array.shape != shape or array.dtype != dtype:
                 raise ValueError(
-                    f"{type(self).__name__} state {key!r} is {array.dtype}{array.shape}, but parameter "
-                    f"{int(index)} is {parameter.dtype}{parameter.shape}"
+                    f"{type(self).__name__} state {key!r} is {array.dtype}{array.shape}, but it must be "
+                    f"{dtype}{shape}" + ("" if scalar else f", as parameter {int(index)} is")
                 )
             loaded[name][int(index)] = array.copy()
         for name, arrays in loaded.items():
@@ -145,6 +149,74 @@ class SGD(Optimizer):
                     buffer += grad
                 grad = buffer
             parameter.add_(grad, alpha=-self.lr)  # p -= lr * g, counted: backward() refuses a graph that saved the old p
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba, 2015) with torch.optim.Adam's defaults, formula and state.
+
+    Each step t = 1, 2, ..., for every parameter p with gradient g (elementwise):
+        g = g + weight_decay * p                        (L2 penalty, when weight_decay > 0)
+        m = beta1 m + (1 - beta1) g                     running mean of the gradient
+        v = beta2 v + (1 - beta2) g^2                   running mean of the squared gradient
+        p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+    Dividing by 1 - beta^t undoes the start of m and v at 0; so on the first step every weight moves
+    by almost exactly lr against its gradient's sign, whatever the gradient's size. amsgrad=True
+    divides by the largest v so far instead. state_dict() holds "step.i" (a float32 count, as torch),
+    "exp_avg.i" and "exp_avg_sq.i" (and "max_exp_avg_sq.i") for every parameter i that has taken a step.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
+        super().__init__(params)
+        if not lr > 0 or not all(0 <= beta < 1 for beta in betas) or not eps >= 0 or not weight_decay >= 0:
+            raise ValueError(f"{type(self).__name__} needs lr > 0, 0 <= betas < 1, eps >= 0 and weight_decay >= 0; "
+                             f"got lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}")
+        self.lr, self.betas, self.eps, self.weight_decay, self.amsgrad = lr, tuple(betas), eps, weight_decay, amsgrad
+        self.steps = self.per_parameter_state("step", scalar=True)
+        self.exp_avgs = self.per_parameter_state("exp_avg")
+        self.exp_avg_sqs = self.per_parameter_state("exp_avg_sq")
+        self.max_exp_avg_sqs = self.per_parameter_state("max_exp_avg_sq") if amsgrad else None
+
+    def _decay(self, parameter, grad):
+        """Adam's weight decay: an L2 penalty added to the gradient (AdamW decays the weight instead)."""
+        return grad + self.weight_decay * parameter.data if self.weight_decay else grad
+
+    def step(self):
+        """Update every parameter that has a gradient, in place."""
+        beta1, beta2 = self.betas
+        for index, parameter in enumerate(self.params):
+            if parameter.grad is None:
+                continue
+            grad = self._decay(parameter, parameter.grad)
+            if self.steps[index] is None:  # the first step: state made now, as torch makes it
+                self.steps[index] = np.array(0, dtype=np.float32)
+                self.exp_avgs[index] = np.zeros_like(parameter.data)
+                self.exp_avg_sqs[index] = np.zeros_like(parameter.data)
+                if self.amsgrad:
+                    self.max_exp_avg_sqs[index] = np.zeros_like(parameter.data)
+            self.steps[index] += 1
+            step, exp_avg, exp_avg_sq = float(self.steps[index]), self.exp_avgs[index], self.exp_avg_sqs[index]
+            exp_avg += (1 - beta1) * (grad - exp_avg)  # beta1 m + (1 - beta1) g, as torch's lerp
+            exp_avg_sq *= beta2
+            exp_avg_sq += (1 - beta2) * grad * grad
+            if self.amsgrad:
+                np.maximum(self.max_exp_avg_sqs[index], exp_avg_sq, out=self.max_exp_avg_sqs[index])
+                exp_avg_sq = self.max_exp_avg_sqs[index]
+            denominator = np.sqrt(exp_avg_sq) / math.sqrt(1 - beta2**step) + self.eps  # eps keeps 0 / 0 away
+            parameter.data -= (self.lr / (1 - beta1**step) * exp_avg / denominator).astype(parameter.dtype, copy=False)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov and Hutter, 2019), as torch.optim.AdamW: each step first
+    shrinks every weight, p = p (1 - lr weight_decay), then takes Adam's step on the plain gradient.
+    Default weight_decay 0.01, as torch; the same state as Adam."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+
+    def _decay(self, parameter, grad):
+        if self.weight_decay:
+            parameter.data *= parameter.dtype.type(1 - self.lr * self.weight_decay)
+        return grad
 
 
 class LRScheduler:
@@ -204,3 +276,20 @@ class CosineAnnealingLR(LRScheduler):
             return list(self.base_lrs)
         return [self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
                 for base_lr in self.base_lrs]
+
+
+class StepLR(LRScheduler):
+    """Multiply the learning rate by gamma every step_size steps, as torch.optim.lr_scheduler.StepLR:
+    after n calls of step(), lr = base_lr * gamma ** (n // step_size). Call step() once per whatever
+    you count (an epoch, as PyTorch's examples do, or a training step). state_dict() holds
+    step_size, gamma, base_lrs and last_epoch."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
+        if not isinstance(step_size, int) or isinstance(step_size, bool) or step_size < 1:
+            raise ValueError(f"StepLR step_size must be a positive int, got {step_size!r}")
+        self.step_size, self.gamma = step_size, gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        """[base_lr * gamma ** (last_epoch // step_size)]: from base_lrs alone, so a resumed schedule is exact."""
+        return [base_lr * self.gamma ** (self.last_epoch // self.step_size) for base_lr in self.base_lrs]

@@ -100,7 +100,7 @@ class Tensor:
         are released after its backward, so a second backward() needs retain_graph=True in the first."""
         grads = {self: _seed_grad(self, grad)}  # tensor -> d self / d tensor, summed over its uses
         kept = set()  # ids of the arrays kept as some .grad in this pass (see _keep_grad)
-        for tensor in reversed(self._graph_order()):
+        for tensor in reversed(self.graph_order()):
             grad = grads.pop(tensor, None)
             if grad is None:
                 continue  # no path from here to self carried a gradient
@@ -122,8 +122,9 @@ class Tensor:
                 # a tensor used twice receives the sum of both gradients (the chain rule)
                 grads[parent] = grads[parent] + parent_grad if parent in grads else parent_grad
 
-    def _graph_order(self):
-        """Every tensor that self depends on and that requires grad, each after all of its inputs.
+    def graph_order(self):
+        """Every tensor that self depends on and that requires grad, each after all of its inputs: backward()
+        visits them in reverse (public so a tool can follow its exact order, as viz's step-by-step page does).
         Depth-first, with an explicit stack: a chain of 10,000 ops does not hit the recursion limit."""
         order, visited, stack = [], set(), [(self, False)]
         while stack:
@@ -275,6 +276,121 @@ class Tensor:
         if self.data.dtype is BOOL:  # a mask has no graph: pick from its 0/1 floats (exact) and read them back
             return self.float()[index] != 0
         return ops.Index.apply(self, index=_plain_index(index))
+
+    # ----- PyTorch's everyday toolkit: composites of the ops above, except where a comment says -----
+    def min(self, axis=None, keepdims=False):
+        """Smallest element over `axis`: -max(-x), exact. The gradient is split evenly among ties."""
+        return -((-self).max(axis, keepdims))
+
+    def argmax(self, axis=None, keepdims=False):
+        """The index of the largest element over `axis` (of the flattened tensor when None), the
+        first among ties, as whole numbers in this tensor's dtype; no gradient (it is a constant)."""
+        return Tensor(_arg_reduce(np.argmax, self, axis, keepdims), dtype=self.dtype)
+
+    def argmin(self, axis=None, keepdims=False):
+        """The index of the smallest element over `axis` (as argmax); no gradient."""
+        return Tensor(_arg_reduce(np.argmin, self, axis, keepdims), dtype=self.dtype)
+
+    def maximum(self, other):
+        """Elementwise larger of self and other (broadcast): the max of the two stacked, exact; a tie
+        gives each half the gradient, as torch.maximum."""
+        first, second = _broadcast_pair(self, other)
+        return stack([first, second]).max(axis=0)
+
+    def minimum(self, other):
+        """Elementwise smaller of self and other: -maximum(-self, -other), exact; ties split the gradient."""
+        return -((-self).maximum(-other))
+
+    def clamp(self, min=None, max=None):
+        """x limited to [min, max] (either may be None), as torch.clamp; d out/d x = 1 inside, boundaries
+        included, 0 outside (ops.Clamp: maximum/minimum would split the gradient at a boundary)."""
+        if min is None and max is None:
+            raise ValueError("clamp needs min or max (or both)")
+        if any(bound is not None and (isinstance(bound, (Tensor, bool)) or np.ndim(bound) != 0) for bound in (min, max)):
+            raise TypeError(f"clamp takes numbers for min and max, not {type(min).__name__} and {type(max).__name__}")
+        return ops.Clamp.apply(self, min=min, max=max)
+
+    def abs(self):
+        """|x| = relu(x) + relu(-x), exact (one of the two is 0); d out/d x = sign(x), 0 at 0 (as PyTorch)."""
+        return self.relu() + (-self).relu()
+
+    def sqrt(self):
+        """sqrt(x) = x ** 0.5 (numpy computes that power with sqrt); d out/d x = 1 / (2 sqrt(x))."""
+        return self**0.5
+
+    def prod(self, axis=None, keepdims=False):
+        """The product over `axis` (an int, or all elements when None); d out/d x_i = the product of the
+        others, right even where x has zeros (ops.Prod: exp(sum(log)) fails for x <= 0)."""
+        if isinstance(axis, (tuple, list)):
+            raise TypeError("prod takes one axis (an int) or None, as torch.prod")
+        return ops.Prod.apply(self, axis=_check_axis(axis, self.ndim), keepdims=keepdims)
+
+    def var(self, axis=None, correction=1, keepdims=False):
+        """sum((x - mean)^2) / (n - correction) over `axis`: the unbiased variance by default, as
+        torch.var; correction=0 is the biased one (numpy's default)."""
+        mean = self.mean(axis, keepdims=True)
+        squares = ((self - mean) ** 2).sum(axis, keepdims)
+        return squares / max(self.size // max(squares.size, 1) - correction, 0)
+
+    def std(self, axis=None, correction=1, keepdims=False):
+        """sqrt(var(axis, correction)): the unbiased standard deviation by default, as torch.std."""
+        return self.var(axis, correction, keepdims).sqrt()
+
+    def squeeze(self, axis=None):
+        """Remove axes of size 1 (all of them, or `axis` if it has size 1), as torch.squeeze."""
+        axes = range(self.ndim) if axis is None else [_check_axis(axis, self.ndim) % max(self.ndim, 1)]
+        return self.reshape(tuple(size for index, size in enumerate(self.shape) if not (index in axes and size == 1)))
+
+    def unsqueeze(self, axis):
+        """Insert an axis of size 1 at position `axis` (-1 appends), as torch.unsqueeze: (3,) -> (1, 3)."""
+        position = _check_axis(axis, self.ndim + 1) % (self.ndim + 1)
+        return self.reshape(self.shape[:position] + (1,) + self.shape[position:])
+
+
+def cat(tensors, axis=0):
+    """Join tensors along an existing axis, as torch.cat: (2, 3) and (4, 3) -> (6, 3) (ops.Cat: forward
+    copies, backward hands each input its slice of the gradient; no composite of the ops can grow an array)."""
+    tensors = list(tensors)
+    if not tensors or not any(isinstance(tensor, Tensor) for tensor in tensors):
+        raise TypeError("cat needs a non-empty sequence of Tensors")
+    ndim = next(tensor for tensor in tensors if isinstance(tensor, Tensor)).ndim
+    if ndim == 0:
+        raise ValueError("cat joins tensors along an axis; 0-d tensors have none: use stack")
+    return ops.Cat.apply(*tensors, axis=_check_axis(axis, ndim) % ndim)
+
+
+def stack(tensors, axis=0):
+    """Join tensors of one shape along a new axis, as torch.stack: two (3,) -> (2, 3). A composite:
+    unsqueeze each, then cat."""
+    tensors = [tensor if isinstance(tensor, Tensor) else Tensor(tensor) for tensor in tensors]
+    if not tensors:
+        raise TypeError("stack needs a non-empty sequence of Tensors")
+    if len({tensor.shape for tensor in tensors}) > 1:
+        raise ValueError(f"stack needs tensors of one shape, got {[tensor.shape for tensor in tensors]}")
+    return cat([tensor.unsqueeze(axis) for tensor in tensors], axis=_check_axis(axis, tensors[0].ndim + 1))
+
+
+def _arg_reduce(function, tensor, axis, keepdims):
+    """np.argmax / np.argmin over one axis (or the flattened tensor), the axis kept as size 1 if asked."""
+    if isinstance(axis, (tuple, list)):
+        raise TypeError("argmax and argmin take one axis (an int) or None")
+    if tensor.size == 0:
+        raise ValueError("argmax/argmin of an empty tensor is undefined")
+    axis = _check_axis(axis, tensor.ndim)
+    indices = function(tensor.data, axis=axis, keepdims=keepdims)
+    return indices.reshape((1,) * tensor.ndim) if keepdims and axis is None else indices
+
+
+def _broadcast_pair(first, second):
+    """Both operands broadcast to their common shape (adding 0 is exact), for an op that needs equal shapes."""
+    first = first if isinstance(first, Tensor) else Tensor(first, dtype=second.dtype)
+    second = second if isinstance(second, Tensor) else Tensor(second, dtype=first.dtype)
+    try:
+        shape = np.broadcast_shapes(first.shape, second.shape)
+    except ValueError:
+        raise ValueError(f"shapes {first.shape} and {second.shape} do not broadcast (each axis, counted from the "
+                         "right, must be equal or 1); reshape one of them") from None
+    return [tensor if tensor.shape == shape else tensor + np.zeros(shape, tensor.dtype) for tensor in (first, second)]
 
 
 def _to_array(data, dtype=None):

@@ -4,6 +4,7 @@
     loss.backward()
     picture = draw_graph(loss)              # a graphviz.Digraph; needs no `dot` program
     render(picture, "step.svg")             # runs `dot`; writes step.dot instead without it
+    render(picture, "step.html")            # a page that steps through backward() (backward_steps.py)
 
 Boxes are tensors, ellipses are ops (Functions). In the default "forward" mode arrows follow the
 data, input -> op -> output; `mode="backward"` reverses them to show the gradients flowing from
@@ -27,6 +28,7 @@ from pathlib import Path
 import graphviz
 import numpy as np
 
+from . import backward_steps
 from .atomic import write_atomically
 from .function import forward_defaults
 from .tensor import Tensor
@@ -38,7 +40,7 @@ INSTALL_HINT = (
     "`dot -Tsvg graph.dot -o graph.svg` or run the command again."
 )
 
-FORMATS = ("svg", "png", "pdf", "dot")
+FORMATS = ("svg", "png", "pdf", "html", "dot")
 SMALL_TENSOR = 6  # tensors with at most this many elements show every value, larger ones min/mean/max
 MAX_OPTION_CHARS = 24  # an op option longer than this (a long tuple, a string) is cut with "…"
 
@@ -88,6 +90,7 @@ def draw_graph(root, *, show_grad=True, rankdir="LR", max_nodes=200, mode="forwa
     `legend` adds a key to the colours under the picture.
     `names` labels tensors that have no `.name`: a Module (its parameters get their names from
     `named_parameters()`, "0.weight") or a dict {name: Tensor}.
+    The result is a `Picture`, a graphviz.Digraph that remembers its graph for render(..., ".html").
     """
     if not isinstance(root, Tensor):
         raise TypeError(f"draw_graph needs a Tensor (for example the loss), not {type(root).__name__}")
@@ -108,7 +111,8 @@ def draw_graph(root, *, show_grad=True, rankdir="LR", max_nodes=200, mode="forwa
         node_ids[item] = f"{prefix}{len(node_ids)}"
     hidden = len(order) - len(kept)
 
-    graph = graphviz.Digraph("computation_graph")
+    graph = Picture("computation_graph")
+    graph.drawn_from = (root, node_ids, labels)
     graph.attr(rankdir=rankdir, bgcolor="white", fontname="Helvetica", nodesep="0.25", ranksep="0.45")
     graph.attr("node", fontname="Helvetica", fontsize="10", margin="0.06,0.03")
     graph.attr("edge", color=EDGE_COLOURS[mode], fontname="Helvetica", fontsize="9", arrowsize="0.7")
@@ -128,6 +132,14 @@ def draw_graph(root, *, show_grad=True, rankdir="LR", max_nodes=200, mode="forwa
     for source, target, label in _edges(kept, node_ids, backward):
         graph.edge(source, target, label=label)
     return graph
+
+
+class Picture(graphviz.Digraph):
+    """What draw_graph returns: a graphviz.Digraph that also remembers the graph it was drawn from
+    (`drawn_from`: the root, {tensor or Context: node id}, {id(tensor): name}), so that
+    render(picture, "step.html") can replay its backward pass step by step."""
+
+    drawn_from = None
 
 
 def _labels(names):
@@ -302,8 +314,10 @@ def _summary(array):
     if array.size == 0:
         return ("-", "-", "-")
     with np.errstate(all="ignore"):
-        numbers = (array.min(), array.mean(dtype=np.float64), array.max())
-    return tuple(f"{number:.3g}" for number in numbers)
+        low, mean, high = array.min(), array.mean(dtype=np.float64), array.max()
+    # a mean that is zero up to rounding (a logits gradient's: each row sums to 0) reads as such, not as -7.9e-10
+    mean_text = "≈0" if backward_steps.mean_is_noise(mean, array) else f"{mean:.3g}"
+    return (f"{low:.3g}", mean_text, f"{high:.3g}")
 
 
 def _numbers_text(array):
@@ -352,6 +366,9 @@ def render(digraph, path):
     """Write `digraph` to `path` and return the path written; the format comes from the suffix.
 
     .svg, .png and .pdf are drawn by graphviz's `dot` program; .dot writes the DOT source text.
+    .html writes one self-contained page that steps through backward() on the drawing (a Picture
+    from draw_graph, whose ops still hold their saved arrays: backward(retain_graph=True), or draw
+    before backward()); see tinygrad_mnist/backward_steps.py.
     Without `dot` installed, the source is written next to the requested file with the suffix
     .dot, and that path is returned: compare its suffix to the one you asked for and show
     INSTALL_HINT to the user. Missing folders are created; the file appears whole or not at all.
@@ -362,13 +379,30 @@ def render(digraph, path):
         suffixes = ", ".join("." + name for name in FORMATS)
         raise ValueError(f"render: cannot tell the format from {path.name!r}; end the path with one of {suffixes}")
     source_path = path.with_suffix(".dot")
+    steps = _backward_steps(digraph) if file_format == "html" else None  # its errors come first, with or without dot
     if file_format == "dot" or not has_dot():
         write_atomically(source_path, lambda file: file.write(digraph.source.encode("utf-8")))
         return source_path
     try:
-        image = digraph.pipe(format=file_format)
+        image = digraph.pipe(format="svg" if steps is not None else file_format)
     except graphviz.ExecutableNotFound:
         write_atomically(source_path, lambda file: file.write(digraph.source.encode("utf-8")))
         return source_path
+    if steps is not None:
+        image = backward_steps.step_page(image, *steps).encode("utf-8")
     write_atomically(path, lambda file: file.write(image))
     return path
+
+
+def _backward_steps(picture):
+    """(steps, tensors) for the step-by-step page of a Picture: the replayed walk and the drawn tensors."""
+    if not isinstance(picture, Picture) or picture.drawn_from is None:
+        raise TypeError("render(..., '.html') needs the picture draw_graph returned (it remembers the graph to step through)")
+    root, node_ids, labels = picture.drawn_from
+    steps = backward_steps.record_steps(root, node_ids, labels, op_label)
+    tensors = {
+        node_id: {"name": item.name or labels.get(id(item)), "kind": "root" if item is root else _tensor_kind(item),
+                  "shape": list(item.shape)}
+        for item, node_id in node_ids.items() if isinstance(item, Tensor)
+    }
+    return steps, tensors

@@ -33,7 +33,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     if args.command == "list":
-        for number, name in enumerate(EXERCISES, start=1):
+        for number, name in enumerate(EXERCISES):
             print(f"{number}. {name:16} {exercise(name).TITLE}")
         return 0
     try:

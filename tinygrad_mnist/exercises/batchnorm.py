@@ -1,6 +1,6 @@
 """Exercise 7: BatchNorm1d. The training-mode op against the formula (eps left out and given) and
 gradcheck; the layer's parameters and running state; running estimates after several batches;
-evaluation with them; torch.nn.BatchNorm1d when installed; a training run."""
+evaluation with them; the library's own nn.BatchNorm1d; torch.nn.BatchNorm1d when installed; a training run."""
 
 from __future__ import annotations
 
@@ -8,11 +8,46 @@ import numpy as np
 
 from ..gradcheck import GradcheckError, gradcheck
 from ..tensor import Tensor
-from .common import CheckFailed, call, check_op, load_mnist_subset, train_and_score
+from .common import DIAGNOSES, CheckFailed, call, check_op, load_mnist_subset, train_and_score
 from .probes import Probe
 
 TITLE = "BatchNorm1d, a layer with parameters and running state"
 NAMES = ("BatchNormFunction", "BatchNorm1d")
+
+_PATHS = ("an input x_i reaches the loss three ways: directly through x_hat_i, through the batch mean and "
+          "through the batch variance (every x_hat_j uses both). ")
+DIAGNOSES.update({
+    "mean-path-missing": _PATHS + "Your dL/dx lacks the mean's path: subtract mean_j(g_j), the gradient the "
+    "mean passes back (d mean/d x_i = 1/N).",
+    "variance-path-missing": _PATHS + "Your dL/dx lacks the variance's path: subtract x_hat_i * mean_j(g_j x_hat_j), "
+    "from d var/d x_i = 2 (x_i - mean) / N and d x_hat_j/d var = -(x_j - mean) / (2 sigma^3).",
+    "mean-and-variance-paths-missing": _PATHS + "Your dL/dx is g / sigma, the direct path alone, as if mean and "
+    "variance were constants: subtract mean_j(g_j) and x_hat_i * mean_j(g_j x_hat_j), then divide by sigma.",
+})
+# dL/dx when paths through the batch statistics are left out (g = grad_out * weight)
+PARTIAL_GRADIENTS = {
+    "mean-and-variance-paths-missing": lambda g, x_hat, sigma: g / sigma,
+    "variance-path-missing": lambda g, x_hat, sigma: (g - g.mean(axis=0)) / sigma,
+    "mean-path-missing": lambda g, x_hat, sigma: (g - x_hat * (g * x_hat).mean(axis=0)) / sigma,
+}
+
+
+def missing_paths(function, arrays, options):
+    """The diagnosis naming the paths the learner's dL/dx leaves out, or None."""
+    x, weight, bias = arrays
+    eps = options.get("eps", 1e-5)
+    grad_out = np.random.default_rng(0).standard_normal(x.shape)
+    tensors = [Tensor(array, requires_grad=True) for array in arrays]
+    try:
+        (function.apply(*tensors, **options) * grad_out).sum().backward()
+    except Exception:  # noqa: BLE001 - a crash has its own message; this only names a wrong value
+        return None
+    sigma = np.sqrt(x.var(axis=0) + eps)
+    x_hat, g = (x - x.mean(axis=0)) / sigma, grad_out * weight
+    for diagnosis, partial in PARTIAL_GRADIENTS.items():
+        if tensors[0].grad is not None and np.allclose(tensors[0].grad, partial(g, x_hat, sigma), rtol=1e-6, atol=1e-9):
+            return diagnosis
+    return None
 
 
 def reference(grad_out, x, weight, bias, eps=1e-5):
@@ -53,7 +88,12 @@ def check(module, report, train=True):
     for label, options in cases:
         rows = int(label[3])
         arrays = [rng.standard_normal((rows, 5)) * 3 + 1, rng.standard_normal(5), rng.standard_normal(5)]
-        check_op(module, Function, arrays, options, reference, label, rtol=1e-6, atol=1e-7)
+        try:
+            check_op(module, Function, arrays, options, reference, label, rtol=1e-6, atol=1e-7)
+        except CheckFailed as failure:
+            if failure.diagnosis is None and "backward is wrong for input 0" in failure.message:
+                failure.diagnosis = missing_paths(Function, arrays, options)
+            raise
     try:
         gradcheck(lambda x, w, b: Function.apply(x, w, b, eps=0.01),
                   [Tensor(rng.standard_normal((6, 3)), requires_grad=True), Tensor(rng.standard_normal(3), requires_grad=True), Tensor(rng.standard_normal(3), requires_grad=True)])
@@ -109,6 +149,16 @@ def check(module, report, train=True):
     if not np.allclose(single, want[:1], rtol=1e-4, atol=1e-5):
         raise CheckFailed("in eval mode one example alone must give the same output as inside a batch")
     report.ok("eval(): normalizes with the running estimates, leaves them unchanged; one example alone works")
+
+    from .. import nn
+
+    ours, builtin = BatchNorm1d(5, momentum=0.2), nn.BatchNorm1d(5, momentum=0.2)
+    for batch in batches:
+        out, want = ours(Tensor(batch)), builtin(Tensor(batch))
+    if not (np.allclose(out.data, want.data, atol=1e-4) and np.allclose(ours.running_mean, builtin.running_mean, atol=1e-5)
+            and np.allclose(ours.running_var, builtin.running_var, atol=1e-5)):
+        raise CheckFailed("BatchNorm1d (momentum 0.2) disagrees with the library's nn.BatchNorm1d on the output or the running estimates")
+    report.ok("agrees with the library's nn.BatchNorm1d(5, momentum=0.2): outputs and running estimates after 4 batches")
 
     try:
         import torch

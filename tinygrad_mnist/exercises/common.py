@@ -58,6 +58,8 @@ DIAGNOSES = {
     "kind of state with self.per_parameter_state(\"name\") (a list with one array or None per "
     "parameter, filled in step()), as optim.SGD does; then state_dict and load_state_dict work unchanged.",
     "not-implemented": "this part still raises NotImplementedError: write it, then check again.",
+    "forgot-grad-out": "backward returned the local derivative d out/d x alone, which is dL/dx only where "
+    "grad_out happens to be 1. The chain rule multiplies: return grad_out times the local derivative.",
 }
 
 
@@ -246,8 +248,11 @@ def check_op(module, op, arrays, options, reference, label, needs=None, reductio
         if bad is None:
             continue
         wrong = ~np.isclose(got, want, rtol=1e-5, atol=1e-8)
+        local = quiet_reference(reference, np.ones_like(grad_out), *arrays, **options)[1][index]  # the gradient when grad_out is 1
         if np.allclose(got[wrong], -want[wrong], rtol=1e-5, atol=1e-8):
             diagnosis = "wrong-sign"
+        elif np.allclose(got, local, rtol=1e-5, atol=1e-8):
+            diagnosis = "forgot-grad-out"
         else:
             diagnosis = None
             for override, named in alternatives if diagnose else ():

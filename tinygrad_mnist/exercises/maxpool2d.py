@@ -11,7 +11,7 @@ import numpy as np
 
 from ..gradcheck import GradcheckError, gradcheck
 from ..tensor import Tensor
-from .common import CheckFailed, call, check_op
+from .common import DIAGNOSES, CheckFailed, call, check_op
 from .probes import Probe
 
 TITLE = "MaxPool2d from scratch (the hard one)"
@@ -44,6 +44,33 @@ def loop_reference(grad_out, x, kernel_size=2, stride=None, overwrite=False):
             else:
                 grad[b, ch, rows.start + r, cols.start + q] += grad_out[b, ch, i, j]
     return out, (None if grad_out is None else (grad,))
+
+
+DIAGNOSES["stride-hard-coded-in-backward"] = (
+    "backward is right only for one stride: it uses a stride of its own (a number, or kernel_size) instead of "
+    "the call's. Read it from ctx.options[\"stride\"] (None when left out: then it is kernel_size), as forward does.")
+STRIDE_PROBES = ((2, None), (2, 2), (3, None), (3, 3), (3, 1), (3, 2), (2, 1))  # (kernel_size, stride)
+
+
+def stride_hard_coded(module, MaxPool2d, rng):
+    """True when backward is right for exactly the probes of one stride (kernel_size, or one number)."""
+    right = {}
+    for kernel_size, stride in STRIDE_PROBES:
+        try:
+            check_op(module, MaxPool2d, [distinct(rng, 1, 2, 7, 7)], {"kernel_size": kernel_size, "stride": stride},
+                     loop_reference, "stride probe", diagnose=False)
+            right[(kernel_size, stride)] = True
+        except CheckFailed as failure:
+            if "forward" in failure.message:
+                return False  # forward is wrong too: not a backward-only mistake
+            right[(kernel_size, stride)] = False
+    if all(right.values()) or not any(right.values()):
+        return False
+    stride_of = {probe: probe[1] or probe[0] for probe in right}  # a stride left out is kernel_size
+    right_strides = {stride_of[probe] for probe, ok in right.items() if ok}
+    one_number = len(right_strides) == 1 and all(ok == (stride_of[probe] in right_strides) for probe, ok in right.items())
+    same_as_kernel = all(ok == (stride_of[probe] == probe[0]) for probe, ok in right.items())
+    return same_as_kernel or one_number
 
 
 def distinct(rng, *shape):
@@ -82,7 +109,12 @@ def check(module, report, train=True):
                 pass
         if diagnose_overwrite:
             raise CheckFailed(f"MaxPool2d.backward is wrong where windows overlap ({label})", "overlapping-windows-overwrite")
-        check_op(module, MaxPool2d, [x], options, loop_reference, label)
+        try:
+            check_op(module, MaxPool2d, [x], options, loop_reference, label)
+        except CheckFailed as failure:
+            if "backward" in failure.message and stride_hard_coded(module, MaxPool2d, rng):
+                failure.diagnosis = "stride-hard-coded-in-backward"
+            raise
     report.ok("forward and backward match a loop over every window: 6 cases, odd sizes, stride left out and given, overlapping windows")
 
     try:

@@ -1,7 +1,8 @@
 """Exercise 5: RMSprop. A subclass of the Optimizer base; several steps against the formula, with
 and without momentum (and against torch.optim.RMSprop when torch is installed); state_dict and
-load_state_dict resuming exactly; parameters without a gradient skipped, float32 kept, and a
-training run. The probe reruns the formula and the resume on fresh numbers for the parent."""
+load_state_dict resuming exactly; its first step beside the library's optim.Adam; parameters
+without a gradient skipped, float32 kept, and a training run. The probe reruns the formula and the
+resume on fresh numbers for the parent."""
 
 from __future__ import annotations
 
@@ -146,6 +147,15 @@ def check(module, report, train=True):
         if not all(np.allclose(a, b.detach().numpy(), rtol=1e-9, atol=1e-12) for a, b in zip(got, params)):
             raise CheckFailed("RMSprop disagrees with torch.optim.RMSprop (lr 0.01, alpha 0.9, momentum 0.9)")
         report.ok("agrees with torch.optim.RMSprop to 1e-9")
+
+    from ..optim import Adam
+
+    yours = run(module, {}, [np.zeros(3)], [[np.full(3, 0.5)]])[0][0]  # one step of g = 0.5 from 0
+    adam = Tensor(np.zeros(3), requires_grad=True)
+    adam.grad = np.full(3, 0.5)
+    Adam([adam], lr=0.01).step()
+    report.ok(f"first step with g = 0.5 and lr = 0.01: yours moved {abs(yours[0]):.3g} (10 lr), the library's optim.Adam "
+              f"{abs(adam.data[0]):.3g} (lr: its bias correction removes the start-up effect)")
 
     used = Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
     unused = Tensor(np.ones(3, dtype=np.float32), requires_grad=True)

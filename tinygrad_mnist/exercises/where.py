@@ -50,18 +50,20 @@ def check(module, report, train=True):
         ("a (3, 4), b (4,): b broadcast over rows", [mask(3, 4), rng.standard_normal((3, 4)), rng.standard_normal(4)]),
         ("a (3, 1), b (1, 4), condition (3, 4)", [mask(3, 4), rng.standard_normal((3, 1)), rng.standard_normal((1, 4))]),
         ("condition (4,), a (2, 3, 4), b a number ()", [mask(4), rng.standard_normal((2, 3, 4)), np.array(0.5)]),
+        ("a a number () that requires grad, b (3, 4)", [mask(3, 4), np.array(-1.5), rng.standard_normal((3, 4))]),
     ]
     for label, arrays in cases:
         check_op(module, Where, arrays, {}, reference, label)
-    report.ok("forward and backward match on 4 cases: equal shapes, and a, b and the condition broadcast")
+    report.ok("forward and backward match on 5 cases: equal shapes, a, b and the condition broadcast, a single number")
 
-    try:
-        x = rng.standard_normal((3, 4))
-        gradcheck(lambda a, b: Where.apply(Tensor(x > 0), a, b),
-                  [Tensor(rng.standard_normal((3, 4)), requires_grad=True), Tensor(rng.standard_normal(4), requires_grad=True)])
-    except GradcheckError as error:
-        raise CheckFailed(str(error)) from None
-    report.ok("gradcheck: both gradients agree with central differences, b broadcast")
+    x = rng.standard_normal((3, 4))
+    for b in (rng.standard_normal(4), np.array(0.7)):  # b broadcast, then b a single number (a 0-d input)
+        try:
+            gradcheck(lambda a, b: Where.apply(Tensor(x > 0), a, b),
+                      [Tensor(rng.standard_normal((3, 4)), requires_grad=True), Tensor(b, requires_grad=True)])
+        except GradcheckError as error:
+            raise CheckFailed(f"{error} (b of shape {b.shape})") from None
+    report.ok("gradcheck: both gradients agree with central differences, b broadcast (4,) and b a single number ()")
 
     x = Tensor(np.array([[-2.0, -0.5, 0.5], [3.0, -1.0, 2.0]], dtype=np.float32), requires_grad=True)
     relu = call(module, "Where as ReLU", Where.apply, Tensor(x.data > 0), x, 0.0)

@@ -6,17 +6,12 @@ The file is an ordinary uncompressed .npz (`np.load` opens it) with three kinds 
   sha256.npy     a SHA-256 of the record's exact text followed by every array's bytes
   model/*.npy, optimizer/*.npy   the arrays
 
-Writing: refused if an array is not finite (a checkpoint never holds diverged weights); written
-to a temporary file in the same folder, then os.replace, so a crash, Ctrl-C or full disk leaves
-the previous checkpoint as it was and no temporary file behind.
-
-Reading trusts nothing in the file until it has been checked, and allocates nothing the record
-does not declare. zipfile reads the directory and checks each member's CRC-32; numpy parses each
-.npy header. Before a member's bytes are read, its directory entry (stored, not encrypted, inside
-the file) and its header are compared with the record (bounded in size, read first), then
-np.load(..., allow_pickle=False) reads it. Because members are stored uncompressed, the arrays a
-file declares can never add up to more than the file's own size. Nothing is ever unpickled.
-Whatever the bytes, the reader raises only CheckpointError (or FileNotFoundError).
+Writing refuses arrays that are not finite and goes through write_atomically. Reading leans on
+zipfile (the directory, each member's CRC-32) and np.load(..., allow_pickle=False), and first
+checks what they do not: every member stored, not encrypted, named once; the record's arrays no
+bigger than the file; each .npy header the one numpy writes for the record's dtype and shape, and
+the member exactly that size; then the checksum. Whatever the bytes, it raises only
+CheckpointError (or FileNotFoundError) and allocates no more than the file's size in arrays.
 """
 
 from __future__ import annotations
@@ -25,6 +20,7 @@ import errno
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import stat
@@ -41,12 +37,12 @@ from ..atomic import write_atomically
 FORMAT = "tinygrad_mnist.checkpoint/2"
 OLDER_FORMATS = ("tinygrad_mnist.checkpoint/1",)  # its record was not under the checksum
 MAX_RECORD_CHARS = 1 << 20  # the record is settings and an RNG state: a few KB; 1 M chars is generous
+MAX_NPY_HEADER_BYTES = 1024  # numpy writes 128; past ~5,000, Python's parser raises MemoryError on "----1"
 # the dtypes a state_dict holds: booleans, integers and floats, no objects, strings or structures
-MAX_NPY_HEADER_BYTES = 1024  # numpy writes 64 to 128 bytes for the arrays a checkpoint holds
 ARRAY_DTYPE = re.compile(r"[<>|](b1|[iu][1248]|f[248])")
-# numpy's own errors when it reads a damaged zip or .npy member
+# zipfile's and numpy's own refusals of a damaged file (OverflowError: a shape such as (0, 10**30))
 READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError, RuntimeError,
-               OSError, UnicodeDecodeError, SyntaxError, TypeError, KeyError, IndexError, tokenize.TokenError)
+               OSError, OverflowError, SyntaxError, TypeError, KeyError, IndexError, tokenize.TokenError)
 
 
 class CheckpointError(ValueError):
@@ -62,6 +58,14 @@ class Checkpoint(NamedTuple):
     meta: dict  # the caller's JSON record: architecture, epoch, RNG state, arguments, ...
 
 
+def _checksum(record, arrays):
+    """The SHA-256 of the record's exact text followed by every array's bytes, in the record's order."""
+    digest = hashlib.sha256(record.encode())
+    for array in arrays.values():
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 # ----------------------------------------------------------------------------------------- writing
 
 
@@ -74,7 +78,7 @@ def save_checkpoint(path, model_state, optimizer_state=None, **meta):
     arrays = {}
     for prefix, state in (("model", model_state), ("optimizer", optimizer_state or {})):
         for name, array in state.items():
-            array = np.ascontiguousarray(array)  # so every .npy header says fortran_order False
+            array = np.ascontiguousarray(array).reshape(np.shape(array))  # fortran_order False; 0-d stays 0-d
             if not ARRAY_DTYPE.fullmatch(array.dtype.str):
                 raise CheckpointError(f"cannot save {prefix} state {name!r} of dtype {array.dtype}: "
                                       "a checkpoint holds bool, int and float arrays")
@@ -89,10 +93,7 @@ def save_checkpoint(path, model_state, optimizer_state=None, **meta):
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"cannot save {path}: its record must be JSON "
                               f"(dicts, lists, finite numbers, strings): {error}") from None
-    digest = hashlib.sha256(record.encode())
-    for array in arrays.values():
-        digest.update(array.tobytes())
-    members = {"meta": np.array(record, dtype=f"<U{len(record)}"), "sha256": np.array(digest.hexdigest()), **arrays}
+    members = {"meta": np.array(record), "sha256": np.array(_checksum(record, arrays)), **arrays}
     _make_folder(path, "save")
     try:
         return write_atomically(path, lambda file: np.savez(file, **members))
@@ -163,26 +164,23 @@ def same_file(first, second):
 
 
 def load_checkpoint(path):
-    """Read and verify a checkpoint written by save_checkpoint. Raises FileNotFoundError when
-    there is no file at `path`, and CheckpointError, with the reason, for anything else that
-    cannot be trusted: whatever the bytes, no other exception, and no allocation beyond the
-    arrays the file declares (which fit in the file)."""
+    """Read and verify a checkpoint written by save_checkpoint. Raises FileNotFoundError when there
+    is no file at `path`, and CheckpointError, with the reason, for anything else that cannot be
+    trusted: whatever the bytes, no other exception, and no arrays beyond the file's size."""
     path = Path(path)
     try:
         status = path.stat()
+        if not stat.S_ISREG(status.st_mode):  # opening a named pipe would wait for a writer forever
+            raise CheckpointError("is a folder, not a checkpoint file" if stat.S_ISDIR(status.st_mode)
+                                  else "is not a regular file, so not a checkpoint")
+        with open(path, "rb") as file, zipfile.ZipFile(file) as archive:
+            return _read(archive, status.st_size)
     except FileNotFoundError:
         raise FileNotFoundError(f"no checkpoint at {path}") from None
     except NotADirectoryError:
         raise FileNotFoundError(f"no checkpoint at {path}: part of that path is a file, not a folder") from None
-    except OSError as error:
-        raise CheckpointError(f"cannot read {path}: {error.strerror or error}") from None
-    if stat.S_ISDIR(status.st_mode):
-        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
-    if not stat.S_ISREG(status.st_mode):
-        raise CheckpointError(f"{path} is not a regular file, so not a checkpoint")
-    try:
-        with open(path, "rb") as file, zipfile.ZipFile(file) as archive:
-            return _read(archive, status.st_size)
+    except PermissionError:
+        raise CheckpointError(f"cannot read {path}: permission denied") from None
     except CheckpointError as reason:
         raise CheckpointError(f"{path}: {reason}") from None
     except READ_ERRORS as error:
@@ -198,11 +196,11 @@ def _quoted(value):
 
 def _read(archive, file_size):
     members = {}
-    for info in archive.infolist():  # every member as np.savez writes it
+    for info in archive.infolist():  # every member as np.savez writes it, from the zip directory
         name = _quoted(info.filename)
         if info.flag_bits & 0x1:
             raise CheckpointError(f"member {name} is marked encrypted; a checkpoint is never encrypted")
-        if info.compress_type != zipfile.ZIP_STORED:
+        if info.compress_type != zipfile.ZIP_STORED:  # so no member holds more bytes than the file
             raise CheckpointError(f"member {name} uses zip compression method {info.compress_type}; "
                                   "a checkpoint is stored uncompressed (was it rewritten by another tool?)")
         if info.file_size != info.compress_size or info.header_offset + info.compress_size > file_size:
@@ -212,19 +210,15 @@ def _read(archive, file_size):
             raise CheckpointError(f"member {name} appears twice; the file was modified")
     if "meta.npy" not in members:
         raise CheckpointError("not a checkpoint: it has no 'meta' record (it was not written by save_checkpoint)")
-    text = str(_read_member(archive, members["meta.npy"], text_of_at_most=MAX_RECORD_CHARS))
+    text = _read_member(archive, members["meta.npy"]).tobytes().decode("utf-32-le")  # str() takes any code point
     record = _parse_record(text, file_size)
     expected = {"meta.npy", "sha256.npy", *(f"{name}.npy" for name in record["arrays"])}
     if set(members) != expected:
-        names = sorted(set(members) ^ expected)
-        raise CheckpointError(f"its members do not match its record (unexpected or missing: "
-                              f"{', '.join(map(_quoted, names[:3]))}); the file was modified")
-    digest = hashlib.sha256(text.encode())
-    arrays = {}
-    for name, (dtype, shape) in record["arrays"].items():
-        arrays[name] = _read_member(archive, members[f"{name}.npy"], np.dtype(dtype), tuple(shape))
-        digest.update(arrays[name].tobytes())
-    if str(_read_member(archive, members["sha256.npy"], text_of_at_most=64)) != digest.hexdigest():
+        names = ", ".join(map(_quoted, sorted(set(members) ^ expected)[:3]))
+        raise CheckpointError(f"its members do not match its record (unexpected or missing: {names}); the file was modified")
+    arrays = {name: _read_member(archive, members[f"{name}.npy"], np.dtype(dtype), tuple(shape))
+              for name, (dtype, shape) in record["arrays"].items()}
+    if _read_member(archive, members["sha256.npy"], np.dtype("<U64")) != _checksum(text, arrays):
         raise CheckpointError("its record and arrays do not match the checksum saved with them; "
                               "the file was modified or damaged")
     states = {prefix: {key.removeprefix(prefix): array for key, array in arrays.items() if key.startswith(prefix)}
@@ -232,34 +226,29 @@ def _read(archive, file_size):
     return Checkpoint(states["model/"], states["optimizer/"], record["meta"])
 
 
-def _read_member(archive, info, dtype=None, shape=None, text_of_at_most=None):
-    """One .npy member, after its header agrees byte for byte with the one numpy writes for what
-    the record declares (`dtype` and `shape`, or a text of at most `text_of_at_most` characters)
-    and with its size in the zip directory; then np.load reads it, never unpickling."""
+def _read_member(archive, info, dtype=None, shape=()):
+    """One member, read by np.load (never unpickling) only once its .npy header is, byte for byte,
+    the one numpy writes for the record's `dtype` and `shape`, and its size in the zip directory is
+    what they need: so np.load allocates nothing the file does not hold. Without a dtype: the
+    record, text of at most MAX_RECORD_CHARS characters whose length numpy's parse of the header gives."""
     name = _quoted(info.filename)
     with archive.open(info) as member:
-        start = member.read(10 + MAX_NPY_HEADER_BYTES)
-    stream = io.BytesIO(start)
-    if np.lib.format.read_magic(stream) != (1, 0):
-        raise CheckpointError(f"member {name} is not a .npy array of the version numpy writes for it")
-    found_shape, fortran_order, found = np.lib.format.read_array_header_1_0(stream, max_header_size=MAX_NPY_HEADER_BYTES)
-    if text_of_at_most is not None:  # a str saved by np.savez: a 0-d little-endian unicode array
-        dtype, shape = found, ()
-        if found.kind != "U" or found.str[0] != "<" or not 0 < found.itemsize // 4 <= text_of_at_most:
-            raise CheckpointError(f"member {name} is not text of at most {text_of_at_most} characters")
-    canonical = io.BytesIO()  # what numpy writes for the record's dtype and shape, to the byte
-    np.lib.format.write_array_header_1_0(canonical, {"descr": dtype.str, "fortran_order": False, "shape": shape})
-    if start[: stream.tell()] != canonical.getvalue():
-        raise CheckpointError(f"member {name} has a damaged .npy header (it declares {_quoted(found.str)} "
-                              f"{_quoted(found_shape)}{', Fortran order' * fortran_order}); its record says {dtype.str} {shape}")
-    expected_size = stream.tell() + dtype.itemsize * _product(shape)
-    if info.file_size != expected_size:
-        raise CheckpointError(f"member {name} holds {info.file_size} bytes; its record says {expected_size}")
-    with archive.open(info) as member:
-        array = np.load(member, allow_pickle=False)
-        if member.read(1):  # reading to the end also makes zipfile check the CRC-32
-            raise CheckpointError(f"member {name} holds bytes after its array")
-    return array
+        if dtype is None:
+            np.lib.format.read_magic(member)
+            dtype = np.lib.format.read_array_header_1_0(member, max_header_size=MAX_NPY_HEADER_BYTES)[2]
+            if dtype.str[:2] != "<U" or dtype.itemsize > 4 * MAX_RECORD_CHARS:
+                raise CheckpointError(f"member {name} is not text of at most {MAX_RECORD_CHARS} characters")
+            member.seek(0)
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": dtype.str, "fortran_order": False, "shape": shape})
+        header = header.getvalue()
+        if member.read(len(header)) != header:
+            raise CheckpointError(f"member {name} has a damaged .npy header; its record says {dtype.str} {_quoted(shape)}")
+        size = len(header) + dtype.itemsize * math.prod(shape)
+        if info.file_size != size:
+            raise CheckpointError(f"member {name} holds {info.file_size} bytes; its record says {size}")
+        member.seek(0)
+        return np.load(member, allow_pickle=False)  # reading to the member's end makes zipfile check its CRC-32
 
 
 def _parse_record(text, file_size):
@@ -283,15 +272,8 @@ def _parse_record(text, file_size):
                 and len(entry[1]) <= 32 and all(type(size) is int and size >= 0 for size in entry[1])):
             raise CheckpointError(f"its record describes array {_quoted(name)} as {_quoted(entry)}, not [dtype, shape]; "
                                   "the file was modified")
-        total_bytes += np.dtype(entry[0]).itemsize * _product(entry[1])
+        total_bytes += np.dtype(entry[0]).itemsize * math.prod(entry[1])  # Python ints: 10**12 elements do not overflow
         if total_bytes > file_size:  # stored uncompressed: the arrays cannot be bigger than the file
             raise CheckpointError(f"its record declares more array bytes ({total_bytes}) than the file holds "
                                   f"({file_size}); the file was modified")
     return record
-
-
-def _product(sizes):
-    result = 1
-    for size in sizes:
-        result *= size  # Python ints: 10**12 elements do not overflow, they are refused by size
-    return result

@@ -1,13 +1,14 @@
 """The way out to PyTorch, and back: a model as a torch.nn.Sequential with the same weights.
 
     from tinygrad_mnist.lab.interop import to_torch, from_torch
-    torch_model = to_torch(model)       # nn.Sequential(Linear, LeakyReLU, Linear) -> torch's
+    torch_model = to_torch(model)       # nn.Sequential(Conv2d, ReLU, MaxPool2d, ...) -> torch's
     model = from_torch(torch_model)     # and back, e.g. after fine-tuning it in PyTorch
 
 The layers map one to one, and so do their parameter names ("0.weight", "0.bias", ...) and shapes:
-a Linear's weight is (out_features, in_features) in both libraries, so the arrays are copied as
-they are, never transposed. Supported layers: Linear (with or without bias), ReLU, LeakyReLU (its
-negative_slope carried over), Flatten (from axis 1, the default of both). Another layer raises
+a Linear's weight is (out_features, in_features) and a Conv2d's (out, in, kh, kw) in both
+libraries, so the arrays are copied as they are, never transposed. The converter is the table
+LAYERS, one row per layer: Linear, Conv2d, ReLU, LeakyReLU, MaxPool2d, Dropout, Flatten. A layer
+that is not in it, or a setting a row cannot carry (a torch Conv2d with groups=2), raises
 UnsupportedLayerError naming it. The arrays are copied, not shared, and keep their dtype
 (float32 or float64).
 
@@ -16,6 +17,8 @@ PyTorch is not a dependency of this package: it is imported when a conversion ru
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import numpy as np
 
 from .. import nn
@@ -23,7 +26,6 @@ from ..tensor import Tensor
 from .extras import require
 
 INSTALL_HINT = "converting to and from PyTorch needs torch: pip install torch (https://pytorch.org/get-started/)"
-SUPPORTED = "Linear, ReLU, LeakyReLU, Flatten"
 
 
 class MissingTorchError(ImportError):
@@ -31,40 +33,101 @@ class MissingTorchError(ImportError):
 
 
 class UnsupportedLayerError(TypeError):
-    """A layer has no counterpart in the other library here; the message names it and what is supported."""
+    """A layer (or one of its settings) that the converter's table does not carry; the message names it and what is supported."""
 
 
 def _torch():
     return require("torch", MissingTorchError(INSTALL_HINT))
 
 
+# ----- the rows: each converts one layer there and back ------------------------------------------
+def _parameters_to_torch(layer, converted, torch):
+    """Copy weight (and bias) into the torch layer: the same shapes in both libraries, no transpose."""
+    with torch.no_grad():
+        converted.weight.copy_(torch.from_numpy(layer.weight.data))
+        if layer.bias is not None:
+            converted.bias.copy_(torch.from_numpy(layer.bias.data))
+    return converted
+
+
+def _parameters_from_torch(layer, converted, index):
+    converted.weight = Tensor(_array(layer.weight, index), requires_grad=True)
+    converted.bias = None if layer.bias is None else Tensor(_array(layer.bias, index), requires_grad=True)
+    return converted
+
+
+def _torch_dtype(layer, torch):
+    return torch.float64 if layer.weight.dtype == np.float64 else torch.float32
+
+
+def _linear_to_torch(layer, torch):
+    converted = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, dtype=_torch_dtype(layer, torch))
+    return _parameters_to_torch(layer, converted, torch)
+
+
+def _linear_from_torch(layer, index):
+    # rng: the weights are replaced at once, so nothing is drawn from the generator manual_seed seeds
+    converted = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, rng=np.random.default_rng(0))
+    return _parameters_from_torch(layer, converted, index)
+
+
+def _conv2d_to_torch(layer, torch):
+    converted = torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+                                padding=layer.padding, bias=layer.bias is not None, dtype=_torch_dtype(layer, torch))
+    return _parameters_to_torch(layer, converted, torch)
+
+
+def _conv2d_from_torch(layer, index):
+    _refuse_unless(layer, index, groups=1, dilation=1, padding_mode="zeros")
+    if isinstance(layer.padding, str):  # "same" / "valid"
+        _refuse(layer, index, f"padding={layer.padding!r}")
+    converted = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride, padding=layer.padding,
+                          bias=layer.bias is not None, rng=np.random.default_rng(0))
+    return _parameters_from_torch(layer, converted, index)
+
+
+def _max_pool2d_from_torch(layer, index):
+    _refuse_unless(layer, index, padding=0, dilation=1, ceil_mode=False, return_indices=False)
+    return nn.MaxPool2d(layer.kernel_size, layer.stride)
+
+
+class Row(NamedTuple):
+    """One layer in both libraries: its classes and a function each way (the layer and torch / the layer and its index)."""
+
+    ours: type
+    theirs: str  # the class's name in torch.nn
+    to_torch: Callable
+    from_torch: Callable
+
+
+LAYERS = [
+    Row(nn.Linear, "Linear", _linear_to_torch, _linear_from_torch),
+    Row(nn.Conv2d, "Conv2d", _conv2d_to_torch, _conv2d_from_torch),
+    Row(nn.ReLU, "ReLU", lambda layer, torch: torch.nn.ReLU(), lambda layer, index: nn.ReLU()),
+    Row(nn.LeakyReLU, "LeakyReLU", lambda layer, torch: torch.nn.LeakyReLU(layer.negative_slope),
+        lambda layer, index: nn.LeakyReLU(layer.negative_slope)),
+    Row(nn.MaxPool2d, "MaxPool2d", lambda layer, torch: torch.nn.MaxPool2d(layer.kernel_size, layer.stride), _max_pool2d_from_torch),
+    Row(nn.Dropout, "Dropout", lambda layer, torch: torch.nn.Dropout(layer.p), lambda layer, index: nn.Dropout(layer.p)),
+    Row(nn.Flatten, "Flatten", lambda layer, torch: torch.nn.Flatten(layer.start_dim, layer.end_dim),
+        lambda layer, index: nn.Flatten(layer.start_dim, layer.end_dim)),
+]
+SUPPORTED = ", ".join(row.theirs for row in LAYERS)
+
+
+# ----- the two directions -----------------------------------------------------------------------
 def to_torch(model):
     """A torch.nn.Sequential computing what `model` (an nn.Sequential) computes, with copies of its weights."""
     torch = _torch()
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"to_torch converts an nn.Sequential, got {type(model).__name__}; wrap the layers in nn.Sequential(...)")
+    rows = {row.ours: row for row in LAYERS}
     layers = []
     for index, layer in enumerate(model):
-        if isinstance(layer, nn.Linear):
-            weight = layer.weight.data
-            converted = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None,
-                                        dtype=torch.float64 if weight.dtype == np.float64 else torch.float32)
-            with torch.no_grad():
-                converted.weight.copy_(torch.from_numpy(weight))  # (out, in) in both: no transpose
-                if layer.bias is not None:
-                    converted.bias.copy_(torch.from_numpy(layer.bias.data))
-        elif isinstance(layer, nn.LeakyReLU):
-            converted = torch.nn.LeakyReLU(layer.negative_slope)
-        elif isinstance(layer, nn.ReLU):
-            converted = torch.nn.ReLU()
-        elif isinstance(layer, nn.Flatten):
-            converted = torch.nn.Flatten()  # from axis 1, as ours
-        else:
-            raise UnsupportedLayerError(
-                f"to_torch: layer {index} is {type(layer).__name__}, which has no PyTorch counterpart here; "
-                f"supported: {SUPPORTED}"
-            )
-        layers.append(converted)
+        row = rows.get(type(layer))  # the exact class: a subclass may compute something else
+        if row is None:
+            raise UnsupportedLayerError(f"to_torch: layer {index} is {type(layer).__name__}, which the converter "
+                                        f"does not know; it converts {SUPPORTED} (a new layer is one row of LAYERS)")
+        layers.append(row.to_torch(layer, torch))
     return torch.nn.Sequential(*layers)
 
 
@@ -73,26 +136,32 @@ def from_torch(sequential):
     torch = _torch()
     if not isinstance(sequential, torch.nn.Sequential):
         raise TypeError(f"from_torch converts a torch.nn.Sequential, got {type(sequential).__name__}")
+    rows = {getattr(torch.nn, row.theirs): row for row in LAYERS}
     layers = []
     for index, layer in enumerate(sequential):
-        if isinstance(layer, torch.nn.Linear):
-            converted = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
-            converted.weight = Tensor(_array(layer.weight, index), requires_grad=True)  # (out, in) in both
-            if layer.bias is not None:
-                converted.bias = Tensor(_array(layer.bias, index), requires_grad=True)
-        elif isinstance(layer, torch.nn.LeakyReLU):
-            converted = nn.LeakyReLU(layer.negative_slope)
-        elif isinstance(layer, torch.nn.ReLU):
-            converted = nn.ReLU()
-        elif isinstance(layer, torch.nn.Flatten) and layer.start_dim == 1 and layer.end_dim == -1:
-            converted = nn.Flatten()
-        else:
-            raise UnsupportedLayerError(
-                f"from_torch: layer {index} is {layer!r}, which has no counterpart here; supported: "
-                f"{SUPPORTED} (Flatten with its default start_dim=1, end_dim=-1)"
-            )
-        layers.append(converted)
+        row = rows.get(type(layer))
+        if row is None:
+            raise UnsupportedLayerError(f"from_torch: layer {index} is {layer!r}, which the converter does not know; "
+                                        f"it converts {SUPPORTED} (a new layer is one row of LAYERS)")
+        layers.append(row.from_torch(layer, index))
     return nn.Sequential(*layers)
+
+
+def _refuse(layer, index, setting):
+    raise UnsupportedLayerError(f"from_torch: layer {index} is {layer!r}, whose {setting} this package's "
+                                f"{type(layer).__name__} does not have")
+
+
+def _refuse_unless(layer, index, **settings):
+    """Refuse a torch layer whose settings differ from these (the ones our layer computes)."""
+    for name, expected in settings.items():
+        value = getattr(layer, name)
+        if isinstance(value, tuple) and isinstance(expected, int):  # torch keeps (1, 1) or 1
+            same = all(item == expected for item in value)
+        else:
+            same = value == expected
+        if not same:
+            _refuse(layer, index, f"{name}={value!r}")
 
 
 def _array(parameter, index):

@@ -21,9 +21,9 @@ from .settings import MODEL_DEFAULTS, check_model, check_model_state
 IMAGE_SIDE = 28  # MNIST's images: 28x28 grey levels
 
 
-def _lenet(dropout, padding, channels, init_scale=None, **options):
+def _lenet(dropout, padding, channels, batch_norm=False, init_scale=None, **options):
     # init_scale is the MLP's setting: the convolutions take PyTorch's initialisation
-    return nn.lenet(dropout=dropout, padding=padding, channels=tuple(channels), **options)
+    return nn.lenet(dropout=dropout, padding=padding, channels=tuple(channels), batch_norm=batch_norm, **options)
 
 
 MODELS = {"mlp": nn.mlp, "lenet": _lenet}  # kind -> builder(**fields, **options): one entry each

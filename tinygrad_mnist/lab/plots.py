@@ -6,7 +6,8 @@
 
 The figure has four panels: the training loss at every step (faint) with its smoothed curve, the
 test accuracy after each epoch, the confusion matrix (how often class i was predicted as j), and
-the test images the model gets most wrong, each with its predicted and true label.
+the test images the model gets most wrong, each with what the model said (and how sure it was)
+and the true class (with the probability the model gave it, often a small fraction of a percent).
 
 The numbers behind the panels (`confusion_matrix`, `most_wrong`, `smooth`) are plain numpy and
 need nothing else. Drawing needs matplotlib, an optional extra (`pip install -e ".[plots]"`),
@@ -26,6 +27,7 @@ FORMATS = (".png", ".svg")
 INSTALL_HINT = 'plots need matplotlib: pip install -e ".[plots]"'
 SMOOTHING = 0.98  # the loss curve's moving average forgets a step's weight over ~50 steps
 WORST_COUNT = 16  # images in the "most wrong" grid
+DIGIT_NAMES = [str(digit) for digit in range(10)]  # class names that mean the images are handwritten digits
 
 
 class MissingMatplotlibError(ImportError):
@@ -137,7 +139,9 @@ def _draw_losses(axes, step_losses):
     losses = np.asarray(step_losses, dtype=np.float64)
     steps = np.arange(1, len(losses) + 1)
     axes.plot(steps, losses, color="#1565c0", alpha=0.2, linewidth=0.6, label="each step")
-    axes.plot(steps, smooth(losses), color="#0d47a1", linewidth=1.6, label=f"smoothed (EMA {SMOOTHING})")
+    # SMOOTHING 0.98: each step's weight halves every ~35 steps, so the curve is a mean of about the last 50
+    axes.plot(steps, smooth(losses), color="#0d47a1", linewidth=1.6,
+              label=f"moving average of ~{round(1 / (1 - SMOOTHING))} steps (decay {SMOOTHING})")
     if len(losses) and losses.min() > 0:
         axes.set_yscale("log")  # the loss falls by orders of magnitude; a log axis shows all of it
     axes.set(title="training loss", xlabel="step", ylabel="cross-entropy")
@@ -173,6 +177,12 @@ def _draw_confusion(axes, counts, class_names):
     axes.set(title="confusion matrix (counts)", xlabel="predicted", ylabel="true")
 
 
+def _percent(probability):
+    """A probability as a percentage that tells small ones apart: 97%, 4.2%, 0.031%, 2e-05%."""
+    percent = 100 * probability
+    return f"{percent:.0f}%" if percent >= 10 else f"{percent:.2g}%"
+
+
 def _draw_most_wrong(subfigure, images, labels, logits, class_names):
     worst = most_wrong(logits, labels)
     subfigure.suptitle(f"the {len(worst)} test images with the highest loss among the misclassified")
@@ -187,10 +197,11 @@ def _draw_most_wrong(subfigure, images, labels, logits, class_names):
         if image.ndim == 1:  # a flattened square image, e.g. (784,)
             side = int(round(np.sqrt(image.size)))
             image = image.reshape(side, side)
-        axes.imshow(image, cmap="gray_r")
+        # digits as ink on paper (dark on light); other images (Fashion-MNIST's clothes) as photographed, light on dark
+        axes.imshow(image, cmap="gray_r" if class_names == DIGIT_NAMES else "gray")
         predicted, true = int(logits[index].argmax()), int(labels[index])
         axes.set_title(
-            f"pred {class_names[predicted]} ({100 * probabilities[index, predicted]:.0f}%)\n"
-            f"true {class_names[true]} ({100 * probabilities[index, true]:.0f}%)",
+            f"said {class_names[predicted]} ({_percent(probabilities[index, predicted])})\n"
+            f"true {class_names[true]} ({_percent(probabilities[index, true])})",
             fontsize=8, color="#b71c1c",
         )

@@ -20,7 +20,7 @@ from .datasets import DATASETS
 # a model larger than this is refused before anything is allocated: 10^8 float32 parameters are
 # 400 MB, and training holds three copies (weights, gradients, momentum)
 MAX_PARAMETERS = 10**8
-GRAPH_SUFFIXES = (".svg", ".png", ".pdf", ".dot")
+GRAPH_SUFFIXES = (".svg", ".png", ".pdf", ".html", ".dot")  # .html: the page that steps through backward()
 
 
 class Setting(NamedTuple):
@@ -84,6 +84,8 @@ SETTINGS = {
     "batch_size": Setting(int, "examples per step", _rule(lambda v: v >= 1, "at least 1")),
     "lr": Setting(float, "peak learning rate", _rule(_float32_positive, _POSITIVE)),
     "momentum": Setting(float, "SGD momentum", _rule(lambda v: 0 <= v < 1, "in [0, 1)")),
+    "optimizer": Setting(str, "the optimizer: sgd (with --momentum) or adam (torch's defaults but --lr)",
+                         _choice("sgd", "adam"), choices=("sgd", "adam")),
     "hidden": Setting(str, "hidden layer sizes, e.g. 256 or 128,64", _check_sizes),
     "init_scale": Setting(float, "multiplier of the He initialisation",
                           _rule(lambda v: _float32_positive(v) and v <= MAX_INIT_SCALE,
@@ -97,8 +99,11 @@ SETTINGS = {
     "dropout": Setting(float, "dropout probability before the last layer", _rule(lambda v: 0 <= v < 1, "in [0, 1)")),
     "padding": Setting(int, "zeros around the image before the first convolution", _rule(lambda v: 0 <= v <= 4, "0 to 4")),
     "channels": Setting(str, "output channels of the two convolutions, e.g. 16,32", _check_sizes),
-    "augment": Setting(str, "training-time augmentation: none, or flip (mirror a random half of each batch)",
-                       _choice("none", "flip"), choices=("none", "flip")),
+    "augment": Setting(str, "training-time augmentation: none, flip (mirror a random half of each batch) or "
+                       "shift (move each image by up to 2 pixels)", _choice("none", "flip", "shift"),
+                       choices=("none", "flip", "shift")),
+    "norm": Setting(str, "normalization in the CNN: none, or batch (BatchNorm2d after each convolution's pool)",
+                    _choice("none", "batch"), choices=("none", "batch")),
     "dataset": Setting(str, "the dataset to train on", _rule(lambda v: v in DATASETS, f"one of {sorted(DATASETS)}"),
                        choices=tuple(sorted(DATASETS))),
 }
@@ -170,8 +175,8 @@ def parse_args(defaults, presets=None, argv=None, description=None, rules=SETTIN
         help="write each epoch's numbers here: JSON lines, or CSV if PATH ends in .csv")
     add("--plot", type=Path, metavar="PATH", help="after training, draw the loss, the accuracy, the confusion matrix "
         "and the test images most wrong to PATH (.png or .svg; needs matplotlib)")
-    add("--graph", type=Path, metavar="PATH", help="draw one training step's graph to PATH (.svg, .png, .pdf or .dot); "
-        "alone it only draws, with --epochs N it draws, then trains")
+    add("--graph", type=Path, metavar="PATH", help="draw one training step's graph to PATH (.svg, .png, .pdf or .dot; "
+        ".html: a page that steps through its backward pass); alone it only draws, with --epochs N it draws, then trains")
     add("--detect-anomaly", action="store_true", help="check every op for NaN/Inf (slower)")
     add("--quiet", action="store_true", help="no progress bars (there are none when stderr is not a terminal)")
     args = parser.parse_args(argv)
@@ -195,7 +200,7 @@ def parse_args(defaults, presets=None, argv=None, description=None, rules=SETTIN
     if args.data_dir is not None and not args.data_dir.is_dir():
         parser.error(f"--data-dir {args.data_dir} is not a folder")
     if args.graph is not None and args.graph.suffix.lower() not in GRAPH_SUFFIXES:
-        parser.error(f"--graph {args.graph}: end the file name with .svg, .png, .pdf or .dot")
+        parser.error(f"--graph {args.graph}: end the file name with .svg, .png, .pdf, .html or .dot")
     if args.plot is not None:
         from .plots import MissingMatplotlibError, check_plot_path
 
@@ -222,9 +227,11 @@ def _sizes_rule(count=None, most=None):
 MODEL_FIELDS = {
     "mlp": {"layer_sizes": Setting(list, "", _sizes_rule()), "negative_slope": SETTINGS["negative_slope"]},
     "lenet": {"dropout": SETTINGS["dropout"], "padding": SETTINGS["padding"],
-              "channels": Setting(list, "", _sizes_rule(count=2, most=1024))},
+              "channels": Setting(list, "", _sizes_rule(count=2, most=1024)),
+              "batch_norm": Setting(bool, "", _rule(lambda v: isinstance(v, bool), "True or False"))},
 }
-MODEL_DEFAULTS = {"mlp": {"negative_slope": 0.01}, "lenet": {"dropout": 0.0, "padding": 0, "channels": [16, 32]}}
+MODEL_DEFAULTS = {"mlp": {"negative_slope": 0.01},
+                  "lenet": {"dropout": 0.0, "padding": 0, "channels": [16, 32], "batch_norm": False}}
 
 
 def parameter_count(spec):
@@ -234,7 +241,9 @@ def parameter_count(spec):
         return sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(sizes, sizes[1:]))
     first, second = spec.get("channels", MODEL_DEFAULTS["lenet"]["channels"])
     side = ((28 + 2 * spec.get("padding", 0) - 4) // 2 - 4) // 2  # as nn.lenet: after both conv + pool stages
-    return first * (25 + 1) + second * (25 * first + 1) + 10 * (second * side * side + 1)
+    # with batch norm the convolutions drop their biases, and a weight and a bias per channel come in
+    batch_norm = first + second if spec.get("batch_norm") else 0
+    return first * (25 + 1) + second * (25 * first + 1) + 10 * (second * side * side + 1) + batch_norm
 
 
 def check_model_state(spec, model_state):
