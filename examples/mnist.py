@@ -122,7 +122,7 @@ def main(argv=None, defaults=DEFAULTS, presets=PRESETS, model_spec=mlp, input_sh
 
     run.report("Model performance on training data after training:", model, *train_set)
     _, _, logits = run.report("Model performance on test data after training:", model, *test_set, dataset.classes)
-    session.finish()  # --save with 0 epochs: the model as it is (before the figure, which may fail)
+    session.finish(logits)  # --save with 0 epochs: the model as it is, if its outputs are finite (before the figure)
     session.plot(test_images, test_labels, logits, dataset.classes)  # --plot: a figure of the run
     print(f"Total time: {time.perf_counter() - start_time:.1f}s")
 

@@ -12,9 +12,13 @@ printed with their probabilities. `--show PATH` saves the 28x28 images the model
 and side by side, each with its file name and what the model said: look at it when a prediction
 surprises you.
 
-Exit status: 0 when every image was classified, 2 when an image was unusable (each gets one line)
-or the --show path cannot be written (checked before anything is read), 1 when the model cannot be
-loaded, 130 on Ctrl-C, 143 on SIGTERM.
+Every image is read on its own: a file that is not an image, is too large (over 50 million
+pixels, checked from its header before decoding), too small or too thin, shows no digit, or is
+probably not a digit (its ink covers more of the field, or falls into more pieces, than MNIST's
+digits do: docs/your-digit.md) gets one line on stderr, and the others are still classified.
+Exit status: 0 when every image was classified, 2 when any image was not (each gets one line) or
+the --show path cannot be written (checked before anything is read), 1 when the model cannot be
+used (one line), 130 on Ctrl-C, 143 on SIGTERM.
 """
 
 from __future__ import annotations
@@ -26,12 +30,12 @@ from pathlib import Path
 import numpy as np
 
 import tinygrad_mnist as tg
-from tinygrad_mnist import Tensor, nn
+from tinygrad_mnist import Tensor
 from tinygrad_mnist.atomic import write_atomically
 from tinygrad_mnist.lab import command, models
 from tinygrad_mnist.lab.checkpoint import CheckpointError
 from tinygrad_mnist.lab.data import normalize
-from tinygrad_mnist.lab.digits import DigitImageError, MissingPillowError, load_digit
+from tinygrad_mnist.lab.digits import DigitImageError, MissingPillowError, load_digit, not_a_digit
 
 TOP = 3  # classes printed per image
 SHOW_SCALE = 8  # --show draws each 28x28 image 224x224 (nearest neighbour: every pixel a square)
@@ -60,9 +64,8 @@ def parse_args(argv=None):
 def classify(model, digits):
     """Probabilities (N, classes) for uint8 digits (N, 28, 28), scaled as in training."""
     # a CNN (examples/mnist_cnn.py) takes (N, 1, 28, 28) images; an MLP takes rows of 784 pixels
-    shape = (-1, 1, 28, 28) if isinstance(model[0], nn.Conv2d) else (-1, 784)
     with tg.no_grad():
-        logits = model(Tensor(normalize(digits).reshape(shape))).data  # -> (N, classes)
+        logits = model(Tensor(normalize(digits).reshape(models.image_input_shape(model)))).data  # -> (N, classes)
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))  # softmax, max subtracted first
     return shifted / shifted.sum(axis=1, keepdims=True)
 
@@ -92,34 +95,43 @@ def main(argv=None):
     except command.OutputError as error:
         print(f"predict.py: error: {error}", file=sys.stderr)
         sys.exit(2)
-    try:
-        model = models.load_model(args.model).eval()
+    try:  # refuses a model that does not take 28x28 images or whose outputs are not finite
+        model = models.load_image_model(args.model)
     except (CheckpointError, FileNotFoundError, KeyError, ValueError, TypeError) as error:
         sys.exit(f"error: --model {args.model}: {error}")
 
-    names, digits, failed = [], [], False
+    # every image is read on its own: one bad file gets its line, and the others are still read
+    names, digits, probabilities, failed = [], [], [], False
+    width = max(len(str(path)) for path in args.images)
     for path in args.images:
         try:
-            digits.append(load_digit(path))
-            names.append(str(path))
+            digit = load_digit(path)
+            doubt = not_a_digit(digit)
+            if doubt:
+                raise DigitImageError(f"{path}: {doubt}")
         except MissingPillowError as error:
             sys.exit(f"error: {error}")
         except DigitImageError as error:
             print(f"error: {error}", file=sys.stderr)
             failed = True
-    if digits:
-        probabilities = classify(model, np.stack(digits))
-        width = max(map(len, names))
-        for name, row in zip(names, probabilities):
-            top = np.argsort(-row, kind="stable")[:TOP]
-            print(f"{name:<{width}}  " + "   ".join(f"{label}: {100 * row[label]:5.1f}%" for label in top))
-        if args.show:
-            try:
-                save_seen(args.show, digits, names, probabilities)
-            except OSError as error:
-                sys.exit(f"error: could not write --show {args.show} ({command.os_reason(error)}); nothing was written")
-            shown = "the 28x28 image" if len(digits) == 1 else f"the {len(digits)} 28x28 images, side by side,"
-            print(f"{shown} the model saw: {args.show}")
+            continue
+        except MemoryError:
+            print(f"error: {path}: not enough memory to read it; shrink the picture first", file=sys.stderr)
+            failed = True
+            continue
+        row = classify(model, digit[None])[0]
+        top = np.argsort(-row, kind="stable")[:TOP]
+        print(f"{str(path):<{width}}  " + "   ".join(f"{label}: {100 * row[label]:5.1f}%" for label in top))
+        names.append(str(path))
+        digits.append(digit)
+        probabilities.append(row)
+    if digits and args.show:
+        try:
+            save_seen(args.show, digits, names, probabilities)
+        except OSError as error:
+            sys.exit(f"error: could not write --show {args.show} ({command.os_reason(error)}); nothing was written")
+        shown = "the 28x28 image" if len(digits) == 1 else f"the {len(digits)} 28x28 images, side by side,"
+        print(f"{shown} the model saw: {args.show}")
     sys.exit(2 if failed else 0)
 
 

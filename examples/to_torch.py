@@ -70,7 +70,7 @@ def main(argv=None):
     except ImportError:
         sys.exit(f"error: {INSTALL_HINT}")
     try:
-        model = models.load_model(args.checkpoint).eval()
+        model = models.load_image_model(args.checkpoint)  # it takes 28x28 images, its outputs are finite
         spec = load_checkpoint(args.checkpoint).meta["model"]  # the architecture, to save the model back
     except (CheckpointError, FileNotFoundError, KeyError, ValueError, TypeError) as error:
         sys.exit(f"error: {args.checkpoint}: {error}")

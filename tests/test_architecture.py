@@ -45,7 +45,7 @@ ALLOWED = {
     "lab.checkpoint": {"atomic"},
     "lab.command": {"atomic"},
     "lab.settings": {"lab.datasets", "lab.plots"},
-    "lab.models": {"nn", "lab.checkpoint", "lab.settings"},
+    "lab.models": {"modes", "nn", "tensor", "lab.checkpoint", "lab.data", "lab.settings"},
     "lab.run": {"atomic", "functional", "modes", "tensor", "viz", "lab.checkpoint", "lab.command", "lab.data",
                 "lab.models", "lab.plots", "lab.settings"},
 }

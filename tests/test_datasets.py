@@ -753,3 +753,94 @@ def test_a_damaged_file_that_belongs_to_no_dataset_still_stops_the_search(tmp_pa
 
     with pytest.raises(ChecksumError, match="fashion-mnist's train-images-idx3-ubyte"):
         load_dataset("fashion-mnist", data_dir=tmp_path / "given", download=False)
+
+
+# ----------------------------------------------------------------------------- bounded by what is expected (issue 18)
+
+
+class HeaderTricklingHandler(http.server.BaseHTTPRequestHandler):
+    """A mirror that sends its status line and headers one byte every 50 ms: urlopen reads the
+    headers itself, each read well within the socket timeout, so only a deadline around the whole
+    request stops it."""
+
+    def do_GET(self):
+        headers = b"HTTP/1.0 200 OK\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
+        try:
+            for byte in headers[:200]:  # then it hangs up: 10 s at most, so even a loader without a deadline ends
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            pass  # the client gave up, as it should
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_mirror_trickling_its_headers_is_given_up_at_the_deadline(tmp_path, fake_mnist, monkeypatch):
+    # issue 18, item 10: the deadline was only checked while reading the body
+    monkeypatch.setattr(datasets, "DOWNLOAD_DEADLINE_SECONDS", 0.5)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HeaderTricklingHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(DatasetNotFoundError) as raised:
+            load_mnist(data_dir=tmp_path / "cache", mirrors=[f"http://127.0.0.1:{server.server_address[1]}/"])
+        elapsed = time.perf_counter() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+    assert elapsed < 3, f"the download took {elapsed:.1f} s despite a 0.5 s deadline"
+    assert "within the deadline for one file, which is 0.5 s" in str(raised.value)
+    assert files_in(tmp_path / "cache" / "mnist") == []
+
+
+def peak_traced_bytes(function):
+    """(what function() raised, the peak of memory Python allocated meanwhile)."""
+    tracemalloc.start()
+    try:
+        try:
+            function()
+        except Exception as error:  # noqa: BLE001 - returned for the test to check
+            raised = error
+        else:
+            raised = None
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return raised, peak
+
+
+def test_a_gzip_bomb_in_place_of_a_dataset_file_is_refused_before_it_is_inflated(tmp_path, fake_pair):
+    # issue 18, item 11: a 0.99 MB train-images .gz declaring a gigabyte was inflated to 1.07 GB
+    # before the checksum refused it; the dataset's file is known to hold at most its table size
+    (_, contents), _ = fake_pair
+    folder = put_files(tmp_path / "given", contents)
+    bomb = gzip.compress(idx_header(0x08, 25_000, 28, 28) + bytes(25_000 * 28 * 28), compresslevel=9)  # 19.6 MB in 20 KB
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(bomb)
+
+    raised, peak = peak_traced_bytes(lambda: load_mnist(data_dir=folder, download=False))
+
+    assert isinstance(raised, IDXError) and "the file expected here holds 5504" in str(raised), raised
+    assert "\n" not in str(raised)
+    assert peak < 1 << 20, f"{peak} bytes allocated for a file that may hold 5504"
+
+
+def test_a_sparse_raw_file_larger_than_the_dataset_file_is_refused_from_its_size(tmp_path, fake_pair):
+    # issue 18, item 11: a 3.1 GB sparse raw file took 3.15 GB; here 200 MB, refused before reading
+    (_, contents), _ = fake_pair
+    folder = put_files(tmp_path / "given", contents, names=[name for name in contents if "train-images" not in name])
+    sparse = folder / "train-images-idx3-ubyte"
+    with open(sparse, "wb") as file:
+        file.write(idx_header(0x08, 255_102, 28, 28))
+        file.truncate(16 + 255_102 * 28 * 28)  # 200 MB of holes: nothing is written to disk
+
+    started = time.perf_counter()
+    raised, peak = peak_traced_bytes(lambda: load_mnist(data_dir=folder, download=False))
+
+    assert isinstance(raised, IDXError) and "199999984 bytes, but the file expected here holds 5504" in str(raised), raised
+    assert peak < 1 << 20 and time.perf_counter() - started < 5

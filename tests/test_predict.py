@@ -8,8 +8,10 @@ as JPEG) and checks that a model trained on MNIST still reads at least 95% of th
 
 import os
 import re
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -254,3 +256,179 @@ def test_predict_feeds_a_cnn_checkpoint_its_images_as_one_channel(tmp_path):
     result = run_predict(tmp_path / "one.png", "--model", checkpoint)
     assert result.returncode == 0, result.stderr
     assert len(re.findall(r"\d: +\d+\.\d%", result.stdout)) == 3
+
+
+# ----- issue 18, items 6, 12, 14, 15: bounded, finite, every image read on its own -------------------
+def png_declaring(width, height, color_type=0):
+    """A PNG whose header declares width x height pixels (grey, or RGB for color_type 2), followed by a
+    few bytes of pixels: a file of 69 bytes that a reader trusting the header decodes into gigabytes."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b"")
+
+
+def gif_declaring(width, height):
+    return (b"GIF89a" + struct.pack("<HHBBB", width, height, 0, 0, 0) + b"," + struct.pack("<HHHHB", 0, 0, width, height, 0)
+            + b"\x02\x02\x44\x01\x00;")
+
+
+def jpeg_declaring(width, height):
+    return b"\xff\xd8\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00\xff\xd9"
+
+
+BOMBS = {  # file name -> (bytes, what the one line says)
+    "rgb_9400x9400.png": (png_declaring(9400, 9400, color_type=2), "9400x9400 pixels (88.4 million), more than the 50 million"),
+    "thin_1x80000000.png": (png_declaring(1, 80_000_000), "1x80000000 pixels (80.0 million)"),
+    "thin_1000000x80.png": (png_declaring(1_000_000, 80), "1000000x80 pixels (80.0 million)"),
+    "big_14200x14200.png": (png_declaring(14200, 14200), "declares 201,640,000 pixels, more than the 50,000,000"),
+    "huge.gif": (gif_declaring(65535, 65535), "declares 4,294,836,225 pixels"),
+    "huge.jpg": (jpeg_declaring(65500, 65500), "declares 4,290,250,000 pixels"),
+    "largest.png": (png_declaring(2**31 - 1, 2**31 - 1), "declares 4,611,686,014,132,420,609 pixels"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOMBS))
+def test_an_image_declaring_too_many_pixels_is_refused_from_its_header_in_one_line(name, tmp_path):
+    content, phrase = BOMBS[name]
+    (tmp_path / name).write_bytes(content)
+    # in a child process, to measure its peak memory: the header is read, no pixel is decoded.
+    # VmHWM is the peak of this program's own memory (getrusage's maxrss would count the parent's
+    # at the fork, pytest's hundreds of MB)
+    code = ("import re, sys\nfrom tinygrad_mnist.lab.digits import DigitImageError, read_image\n"
+            "try:\n    read_image(sys.argv[1])\nexcept DigitImageError as error:\n    print(error)\n"
+            "print(re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1))\n")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    message, peak_kb = result.stdout.splitlines()
+    assert phrase in message and "shrink or crop the picture first" in message, message
+    assert int(peak_kb) < 150_000, f"peak {int(peak_kb) // 1024} MB for a {len(content)}-byte file"
+
+
+@pytest.mark.parametrize("width, height, phrase", [
+    (1, 1, "1x1 pixels, too small to show a digit"),
+    (1, 2, "1x2 pixels, too small"),
+    (2, 2, "2x2 pixels, too small"),
+    (1, 500, "1x500 pixels, too small"),
+    (1000, 30, "1000x30 pixels, too thin for a digit"),
+])
+def test_tiny_and_thin_pictures_get_one_clear_line(width, height, phrase, tmp_path):
+    # before: LinAlgError: Singular matrix, from the paper's fit
+    path = save(np.full((height, width), 200), tmp_path / "small.png")
+    with pytest.raises(DigitImageError, match=phrase) as raised:
+        load_digit(path)
+    assert "\n" not in str(raised.value)
+
+
+def test_preprocess_fits_the_paper_of_a_short_wide_picture_without_a_singular_matrix():
+    drawing = np.full((8, 160), 220.0)
+    drawing[1:7, 70:74] = 30  # a short stroke on a strip 8 pixels tall
+    assert preprocess(drawing).max() == 255
+
+
+def blob(size=300):
+    """A dark disk on paper: ink enough for a digit, but no digit."""
+    rows, columns = np.mgrid[0:size, 0:size]
+    picture = paper(np.random.default_rng(3), size)
+    picture[(rows - size / 2) ** 2 + (columns - size / 2) ** 2 < (size / 5) ** 2] = 30
+    return picture
+
+
+def dots(size=300):
+    """Four dark dots in the corners: four pieces of ink."""
+    rows, columns = np.mgrid[0:size, 0:size]
+    picture = paper(np.random.default_rng(4), size)
+    for row, column in ((60, 60), (60, 240), (240, 60), (240, 240)):
+        picture[np.hypot(rows - row, columns - column) < 22] = 30
+    return picture
+
+
+def word():
+    """A word written across the picture: squeezed into the 20x20 box, it is a few pixels tall."""
+    from PIL import ImageDraw, ImageFont
+
+    image = Image.new("L", (400, 120), 220)
+    ImageDraw.Draw(image).text((10, 30), "hello world", fill=20, font=ImageFont.load_default(size=40))
+    return np.asarray(image, dtype=np.float64)
+
+
+def test_a_blob_dots_and_a_word_are_probably_not_digits():
+    from tinygrad_mnist.lab.digits import not_a_digit
+
+    assert "covers 40% of the 28x28 field" in not_a_digit(preprocess(blob()))
+    assert "falls into 4 separate pieces" in not_a_digit(preprocess(dots()))
+    assert "pixels tall in the 28x28 field" in not_a_digit(preprocess(word()))
+
+
+@pytest.mark.mnist
+def test_the_not_a_digit_rule_lets_through_99_7_percent_of_mnist_test_digits(mnist_dir):
+    from tinygrad_mnist.lab.digits import not_a_digit
+
+    test_images = load_mnist(data_dir=mnist_dir, download=False).test_images
+    refused = sum(not_a_digit(image) is not None for image in test_images)
+    assert refused == 25  # of 10,000 (docs/your-digit.md)
+
+
+def small_model(path, layer_sizes=(784, 16, 10), scale=1.0):
+    from tinygrad_mnist import nn
+
+    model = nn.mlp(list(layer_sizes), rng=np.random.default_rng(0))
+    for parameter in model.parameters():
+        parameter.data *= np.float32(scale)
+    return models.save_model(path, model, {"kind": "mlp", "layer_sizes": list(layer_sizes)})
+
+
+def a_one(path):
+    digit = np.zeros((28, 28), dtype=np.uint8)
+    digit[6:22, 12:16] = 255
+    return save(255 - np.kron(digit, np.ones((10, 10), dtype=np.uint8)), path)
+
+
+def test_predict_reads_every_image_it_can_and_exits_2_when_any_failed(tmp_path):
+    # before: the first bomb's DecompressionBombError aborted the whole batch with a traceback
+    checkpoint = small_model(tmp_path / "m.npz")
+    (tmp_path / "huge.gif").write_bytes(gif_declaring(65535, 65535))
+    save(np.full((2, 2), 200), tmp_path / "tiny.png")
+    save(blob(), tmp_path / "blob.png")
+    save(dots(), tmp_path / "dots.png")
+    images = [tmp_path / "huge.gif", a_one(tmp_path / "one.png"), tmp_path / "tiny.png", tmp_path / "blob.png",
+              tmp_path / "dots.png", a_one(tmp_path / "another.png")]
+    result = run_predict(*images, "--model", checkpoint)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = result.stderr.splitlines()
+    assert len(errors) == 4 and all(line.startswith("error: ") for line in errors), result.stderr
+    assert "huge.gif: the image declares" in errors[0] and "tiny.png: 2x2 pixels" in errors[1]
+    assert "blob.png: probably not a digit" in errors[2] and "dots.png: probably not a digit" in errors[3]
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == [str(tmp_path / "one.png"), str(tmp_path / "another.png")]
+    assert all(line.count("%") == 3 and "nan" not in line for line in lines)
+
+
+@pytest.mark.parametrize("script", ["predict", "to_torch"])
+@pytest.mark.parametrize("case, phrase", [
+    ("scaled by 1e30", "holds a model whose outputs are not finite (NaN or inf) though its weights are"),
+    ("100 inputs", "holds a model for 100 inputs, not the 784 pixels of a 28x28 image"),
+    ("rng 5", "its record's model is unusable"),
+])
+def test_a_model_that_cannot_classify_28x28_images_is_one_line_in_predict_and_to_torch(script, case, phrase, tmp_path):
+    # before: "0: nan%", or a traceback from Linear's shape check
+    path = tmp_path / "m.npz"
+    if case == "scaled by 1e30":
+        small_model(path, scale=1e30)
+    elif case == "100 inputs":
+        small_model(path, layer_sizes=(100, 16, 10))
+    else:
+        from tinygrad_mnist import nn
+        from tinygrad_mnist.lab.checkpoint import save_checkpoint
+
+        save_checkpoint(path, nn.mlp([784, 16, 10]).state_dict(), model={"kind": "mlp", "layer_sizes": [784, 16, 10], "rng": 5})
+    if script == "predict":
+        result = run_predict(a_one(tmp_path / "one.png"), "--model", path)
+    else:
+        pytest.importorskip("torch")
+        result = subprocess.run([sys.executable, str(REPO / "examples" / "to_torch.py"), str(path)], capture_output=True,
+                                text=True, timeout=300, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 1 and result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1 and phrase in result.stderr, result.stderr

@@ -208,8 +208,11 @@ def test_detect_anomaly_in_the_evaluation_after_an_epoch_is_one_line(mnist_dir):
     (["--seed", "-1"], "--seed must be 0 or more"),
     (["--hidden", "999999999"], "parameters"),
     (["--hidden", "100000,100000"], "parameters"),
-    (["--init-scale", "inf"], "--init-scale must be a positive number float32 can hold"),
+    (["--init-scale", "inf"], "--init-scale must be a positive number up to 1000"),
     (["--negative-slope", "nan"], "--negative-slope must be a finite number"),
+    # issue 18, item 6: float32(1e39) is inf, and He's scale times 1e30 overflows float32 in two layers
+    (["--negative-slope", "1e39"], "--negative-slope must be a finite number in float32"),
+    (["--init-scale", "1e30"], "--init-scale must be a positive number up to 1000"),
     (["--clip-value", "1e-50"], "--clip-value must be a positive number float32 can hold"),
     (["--clip-norm", "1e39"], "--clip-norm must be a positive number float32 can hold"),
     (["--lr", "1e-50"], "--lr must be a positive number"),
@@ -439,3 +442,42 @@ def test_a_plain_process_s_cnn_steps_fault_nothing_in_because_the_import_pins_ma
     # which also converts the images each step), 0.45 pinned on a quiet machine and 25-35 on one
     # running a dozen other jobs (the threads' arenas): pinned takes at least ten times fewer
     assert faults["system"] > 100 and faults["pinned"] < faults["system"] / 10, faults
+
+
+# ----- issue 18, items 6, 13, 14: finite where it is used, a record checked against its arrays --------
+@pytest.mark.mnist
+def test_a_model_whose_initial_outputs_are_nan_is_not_saved_with_0_epochs(mnist_dir, tmp_path):
+    # fifteen layers at 1000 times He's scale: the outputs overflow float32 before any training
+    path = tmp_path / "s.npz"
+    result = run([*TINY, "--hidden", ",".join(["16"] * 15), "--init-scale", "1000", "--epochs", "0",
+                  "--save", path], mnist_dir)
+    assert "Initial loss: nan" in result.stdout
+    assert_one_line_error(result, 1, "outputs on the test images are not finite", "was not written",
+                          "--init-scale (now 1000.0)")
+    assert not path.exists()
+
+
+def test_a_record_asking_for_a_huge_layer_in_a_small_file_is_refused_before_building(tmp_path):
+    import tracemalloc
+
+    path = hand_made_checkpoint(tmp_path / "big.npz", model={"kind": "mlp", "layer_sizes": [784, 120000, 10],
+                                                             "negative_slope": 0.01})
+    assert path.stat().st_size < 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=r"needs 95,400,010 parameters but its arrays hold 12,730 numbers"):
+            models.load_model(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 << 20, f"{peak} bytes allocated for a {path.stat().st_size}-byte file"
+    for flag in ("--load", "--resume"):
+        assert_one_line_error(run([flag, path, "--quiet"], tmp_path), 1, "big.npz holds an unusable model",
+                              "needs 95,400,010 parameters")
+
+
+@pytest.mark.parametrize("flag", ["--load", "--resume"])
+def test_a_record_field_rng_5_is_one_line(flag, tmp_path):
+    path = hand_made_checkpoint(tmp_path / "rng.npz", model={"kind": "mlp", "layer_sizes": [784, 16, 10],
+                                                             "negative_slope": 0.01, "rng": 5})
+    assert_one_line_error(run([flag, path, "--quiet"], tmp_path), 1, "holds an unusable model", "'rng'")

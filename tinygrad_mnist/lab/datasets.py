@@ -15,7 +15,9 @@ import dataclasses
 import hashlib
 import http.client
 import os
+import socket
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -165,7 +167,7 @@ def load_dataset(name, data_dir=None, download=True, mirrors=None, checksums=Non
     arrays = {}
     for field, file in info.files.items():
         _remove_stale_parts(cache_dir, file.name)
-        array, passed_over = _find_and_read(name, file.name, places, checksums)
+        array, passed_over = _find_and_read(name, file, places, checksums)
         if array is None and not download:
             raise DatasetNotFoundError(_not_found_message(name, info, file.name, places, passed_over, failures=None))
         if array is None:
@@ -199,16 +201,17 @@ def _search_places(name, info, data_dir):
     return places
 
 
-def _find_and_read(dataset, file_name, places, checksums):
-    """(array, passed_over): the first verified copy of `file_name` in `places`, or None, and the
-    copies that were passed over because they are another dataset's file of the same name."""
-    passed_over = []
+def _find_and_read(dataset, file, places, checksums):
+    """(array, passed_over): the first verified copy of `file` (an IDXFile) in `places`, or None,
+    and the copies that were passed over because they are another dataset's file of the same name.
+    No copy is read past the size of the largest file of that name in DATASETS."""
+    file_name, passed_over = file.name, []
     for folder, reason in places:
         for path in (folder / file_name, folder / (file_name + ".gz")):
             if not path.is_file():
                 continue
             digest = hashlib.sha256()
-            array = read_idx(path, digest)
+            array = read_idx(path, digest, max_bytes=_largest_size(file))
             actual = digest.hexdigest()
             if actual == checksums[file_name]:
                 return array, passed_over
@@ -217,6 +220,13 @@ def _find_and_read(dataset, file_name, places, checksums):
                 raise ChecksumError(_checksum_message(path, dataset, file_name, actual, checksums[file_name]))
             passed_over.append(f"{path} ({reason}) is {owner}'s {file_name}, not {dataset}'s")
     return None, passed_over
+
+
+def _largest_size(file):
+    """The size of the largest file named like `file` in DATASETS (the copy found may be another
+    dataset's, which is passed over only after reading it)."""
+    return max([file.size] + [other.size for info in DATASETS.values() for other in info.files.values()
+                              if other.name == file.name])
 
 
 def _owner_of(file_name, sha256, not_this):
@@ -234,10 +244,11 @@ def _checksum_message(path, dataset, file_name, actual, expected):
     )
 
 
-def _read_verified(path, dataset, file_name, checksums):
-    """read_idx(path), after checking the uncompressed bytes against the SHA-256 for `file_name`."""
-    digest = hashlib.sha256()
-    array = read_idx(path, digest)
+def _read_verified(path, dataset, file, checksums):
+    """read_idx(path), never inflated past `file`'s size, after checking the uncompressed bytes
+    against the SHA-256 for its name."""
+    file_name, digest = file.name, hashlib.sha256()
+    array = read_idx(path, digest, max_bytes=file.size)
     if digest.hexdigest() != checksums[file_name]:
         raise ChecksumError(_checksum_message(path, dataset, file_name, digest.hexdigest(), checksums[file_name]))
     return array
@@ -285,7 +296,7 @@ def _download(dataset, info, file, places, passed_over, mirrors, checksums):
                     temporary_file.truncate()
                     _fetch(url, temporary_file, f"{dataset} {file.name}", max_bytes)
                     temporary_file.flush()
-                    array = _read_verified(temporary, dataset, file.name, checksums)
+                    array = _read_verified(temporary, dataset, file, checksums)
                     os.replace(temporary, cache_dir / (file.name + ".gz"))
                     return array
                 # URLError, HTTPError, timeouts and refused connections are OSErrors; a bad URL is a ValueError
@@ -304,26 +315,106 @@ def _download(dataset, info, file, places, passed_over, mirrors, checksums):
 
 
 def _fetch(url, destination, label, max_bytes):
-    """Copy `url` into the open file `destination`, in at most DOWNLOAD_DEADLINE_SECONDS."""
-    started = time.monotonic()
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        received = 0
-        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"downloading {label}") as bar:
-            # read1 returns what one read of the socket brought; read(n) would wait for all n bytes,
-            # and a mirror trickling a byte now and then could keep that one call going forever
-            while chunk := response.read1(1 << 16):
-                received += len(chunk)
-                if received > max_bytes:
-                    raise OSError(f"sent more than {max_bytes} bytes; that is not the file asked for")
-                elapsed = time.monotonic() - started
-                if elapsed > DOWNLOAD_DEADLINE_SECONDS:
-                    raise TimeoutError(
-                        f"only {received} bytes arrived in {elapsed:.1f} s; the deadline for one file is "
-                        f"{DOWNLOAD_DEADLINE_SECONDS} s"
-                    )
-                destination.write(chunk)
-                bar.update(len(chunk))
+    """Copy `url` into the open file `destination`, in at most DOWNLOAD_DEADLINE_SECONDS, the
+    response's headers included."""
+    with _Deadline(DOWNLOAD_DEADLINE_SECONDS) as deadline:
+        try:
+            with deadline.opener().open(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
+                _copy_body(response, destination, label, max_bytes, deadline)
+        except (OSError, http.client.HTTPException) as error:
+            if deadline.expired.is_set() and not isinstance(error, TimeoutError):
+                raise TimeoutError(f"no complete response within the deadline for one file, which is "
+                                   f"{DOWNLOAD_DEADLINE_SECONDS} s (the mirror sends too slowly)") from None
+            raise
+        if deadline.expired.is_set():  # the body was cut off at the deadline
+            raise TimeoutError(f"the body did not arrive within the deadline for one file, which is "
+                               f"{DOWNLOAD_DEADLINE_SECONDS} s")
+
+
+def _copy_body(response, destination, label, max_bytes, deadline):
+    total = int(response.headers.get("Content-Length") or 0) or None
+    received = 0
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"downloading {label}") as bar:
+        # read1 returns what one read of the socket brought; read(n) would wait for all n bytes,
+        # and a mirror trickling a byte now and then could keep that one call going forever
+        while chunk := response.read1(1 << 16):
+            received += len(chunk)
+            if received > max_bytes:
+                raise OSError(f"sent more than {max_bytes} bytes; that is not the file asked for")
+            elapsed = time.monotonic() - deadline.started
+            if elapsed > deadline.seconds:
+                raise TimeoutError(
+                    f"only {received} bytes arrived in {elapsed:.1f} s; the deadline for one file is "
+                    f"{deadline.seconds} s"
+                )
+            destination.write(chunk)
+            bar.update(len(chunk))
+
+
+class _Deadline:
+    """One download's deadline over everything it reads. The socket timeout bounds each read, but
+    a mirror sending a byte of its headers every second never trips it, and http.client reads the
+    headers inside urlopen, out of our loop's reach. So a watchdog thread shuts down, at the
+    deadline, every connection the download opened (redirects included): a blocked read returns
+    at once and the download fails."""
+
+    def __init__(self, seconds):
+        self.seconds, self.connections, self.expired = seconds, [], threading.Event()
+        self._done = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self):
+        self.started = time.monotonic()
+        self._watchdog.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._done.set()
+        self._watchdog.join()
+
+    def opener(self):
+        """A urllib opener whose HTTP and HTTPS connections this deadline watches."""
+        handlers = [_WatchedHTTPHandler(), _WatchedHTTPSHandler()]
+        for handler in handlers:
+            handler.deadline = self
+        return urllib.request.build_opener(*handlers)
+
+    def connection_class(self, http_class):
+        def make(host, **options):
+            connection = http_class(host, **options)
+            self.connections.append(connection)
+            return connection
+
+        return make
+
+    def _watch(self):
+        if self._done.wait(self.seconds):
+            return
+        self.expired.set()
+        while True:  # again every 50 ms: a connection may still be opening (its socket not yet there)
+            for connection in list(self.connections):
+                if connection.sock is not None:
+                    try:
+                        connection.sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass  # closed already
+            if self._done.wait(0.05):
+                return
+
+
+class _Watched:
+    """A urllib handler whose connections are made through `self.deadline`."""
+
+    def do_open(self, http_class, request, **options):
+        return super().do_open(self.deadline.connection_class(http_class), request, **options)
+
+
+class _WatchedHTTPHandler(_Watched, urllib.request.HTTPHandler):
+    pass
+
+
+class _WatchedHTTPSHandler(_Watched, urllib.request.HTTPSHandler):
+    pass
 
 
 def _not_found_message(dataset, info, file_name, places, passed_over, failures):

@@ -31,6 +31,8 @@ Pillow, an optional extra (`pip install -e ".[images]"`), reads the files and re
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,17 @@ STROKE = 0.165  # MNIST's median stroke width, a fraction of the digit's longest
 THINNEST = 0.10  # thinner strokes (a fine pen; none of 3000 MNIST digits has them) are thickened to STROKE
 SOLID_INK = 50  # ink at or above the median ink pixel counts as solid (255): pens and pressure vary
 MAX_SIDE = 512  # larger photos are shrunk first: the digit ends up 20 pixels tall anyway
+# an image's size is read from its header and checked before any pixel is decoded: a 343 KB PNG
+# can declare 9400x9400 pixels and take 1 GB to decode. 50 million pixels take a phone's
+# 8000x6000 photo (measured peak: 232 MB for that as a PNG, 54 MB as a JPEG); shrink larger ones first
+MAX_PIXELS = 50_000_000
+# what a digit looks like once preprocessed, measured on MNIST's images (docs/your-digit.md): a
+# photo of something else (a face, a word, a blob, a texture) is refused rather than classified
+MAX_INK_COVERAGE = 0.292  # of the 784 pixels above half brightness: 99.9% of the 60,000 training digits
+MAX_PIECES = 3  # separate strokes of 4 pixels or more: 99.94% of the 10,000 test digits have at most 3
+MIN_INK_HEIGHT = 8  # rows of ink above half brightness: none of MNIST's 70,000 digits has fewer
+MIN_SIDE = 8  # a picture narrower than this cannot show a digit's strokes (MNIST's are 28x28)
+MAX_ASPECT = 20  # a picture longer than this many times its width is a line, not a digit
 
 
 class MissingPillowError(ImportError):
@@ -67,28 +80,64 @@ def _pillow():
 def read_image(path):
     """Read an image file (PNG, JPEG, ... anything Pillow reads) as grey levels: float32 (H, W) in 0..255.
 
-    A phone photo is turned upright by its EXIF orientation; transparent pixels become white paper.
-    Raises DigitImageError when the file is missing, empty or not an image.
+    The size is checked from the file's header before any pixel is decoded (check_size). A phone
+    photo is turned upright by its EXIF orientation; transparent pixels become white paper.
+    Raises DigitImageError when the file is missing, empty, not an image, or of a size no digit has.
     """
     Image, ImageOps, UnidentifiedImageError = _pillow()
+    unreadable = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
     path = Path(path)
     if not path.is_file():
         raise DigitImageError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise DigitImageError(f"{path}: the file is empty")
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            image.thumbnail((MAX_SIDE, MAX_SIDE), Image.LANCZOS)
+        with warnings.catch_warnings():  # Pillow warns, then refuses, past its own limit: one line either way
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)  # reads the header only: the size, not the pixels
+    except (*unreadable, Image.DecompressionBombWarning) as error:
+        raise DigitImageError(_unreadable(path, error, Image)) from None
+    with image:
+        check_size(*image.size, path)
+        try:
+            image.thumbnail((MAX_SIDE, MAX_SIDE), Image.LANCZOS)  # a JPEG is even decoded at the reduced size
+            ImageOps.exif_transpose(image, in_place=True)  # then turned upright, small
             if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
                 # a drawing with a transparent background: lay it on white paper
                 paper = Image.new("RGBA", image.size, "white")
                 image = Image.alpha_composite(paper, image.convert("RGBA"))
             grey = np.asarray(image.convert("L"), dtype=np.float32)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        reason = "not an image Pillow can read" if isinstance(error, UnidentifiedImageError) else f"a damaged image ({error})"
-        raise DigitImageError(f"{path}: {reason}; give a PNG or JPEG of a digit") from None
+        except unreadable as error:
+            raise DigitImageError(_unreadable(path, error, Image)) from None
     return grey
+
+
+def _unreadable(path, error, Image):
+    if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        declared = re.search(r"\((\d+) pixels\)", str(error))  # Pillow's message: "Image size (N pixels) exceeds ..."
+        pixels = f"{int(declared.group(1)):,}" if declared else "too many"
+        return (f"{path}: the image declares {pixels} pixels, more than the {MAX_PIXELS:,} read here (Pillow "
+                "takes it for a decompression bomb): shrink or crop the picture first")
+    reason = "not an image Pillow can read" if type(error).__name__ == "UnidentifiedImageError" else \
+        f"a damaged image ({error})"
+    return f"{path}: {reason}; give a PNG or JPEG of a digit"
+
+
+def check_size(width, height, path="the image", rounded=False):
+    """Refuse, with DigitImageError, a picture of a size no photo of one digit has: more than
+    MAX_PIXELS pixels (said before decoding any), under MIN_SIDE pixels on a side, or more than
+    MAX_ASPECT times longer than wide (give or take a pixel when `rounded`: a shrunk picture's
+    sides are rounded to whole pixels)."""
+    size = f"{width}x{height} pixels"
+    if width * height > MAX_PIXELS:
+        raise DigitImageError(f"{path}: {size} ({width * height / 1e6:,.1f} million), more than the "
+                              f"{MAX_PIXELS / 1e6:.0f} million read here: shrink or crop the picture first")
+    if min(width, height) < MIN_SIDE:
+        raise DigitImageError(f"{path}: {size}, too small to show a digit; give a picture at least "
+                              f"{MIN_SIDE} pixels on each side (MNIST's are 28x28)")
+    if max(width, height) > MAX_ASPECT * (min(width, height) + rounded):
+        raise DigitImageError(f"{path}: {size}, too thin for a digit (a picture of one is at most "
+                              f"{MAX_ASPECT} times longer than wide); crop it around the digit")
 
 
 def preprocess(grey):
@@ -101,6 +150,7 @@ def preprocess(grey):
     grey = np.asarray(grey, dtype=np.float32)
     if grey.ndim != 2 or min(grey.shape) < 1:
         raise DigitImageError(f"preprocess needs a 2-D grey image, got shape {grey.shape}")
+    check_size(grey.shape[1], grey.shape[0], "preprocess", rounded=True)
     # the paper covers most of the picture, so the median pixel is paper: light paper -> invert
     ink_up = 255 - grey if np.median(grey) > 127.5 else grey.copy()
     ink = np.clip(ink_up - _paper_level(ink_up), 0, None)
@@ -173,13 +223,49 @@ def _paper_level(ink_up):
     values = ink_up[::stride, ::stride].ravel().astype(np.float64)
     paper = np.ones(values.shape, dtype=bool)
     for _ in range(PAPER_FITS):
-        kept = features[paper]
-        # least squares by the normal equations: a 6x6 system, well conditioned on these coordinates
-        a, b, c, d, e, f = np.linalg.solve(kept.T @ kept, kept.T @ values[paper])
+        # least squares; lstsq (not the normal equations' solve) also answers when the samples
+        # cannot pin all six down (a picture a few pixels tall): the smallest such surface
+        a, b, c, d, e, f = np.linalg.lstsq(features[paper], values[paper], rcond=None)[0]
         above = values - features @ (a, b, c, d, e, f)
         paper = above < INK_THRESHOLD * max(above.max(), MIN_CONTRAST)
     column, row = x[None, :], y[:, None]  # (1, W) and (H, 1) broadcast to (H, W)
     return (a + b * column + c * row + d * column**2 + e * column * row + f * row**2).astype(np.float32)
+
+
+def not_a_digit(digit):
+    """Why the preprocessed uint8 (28, 28) `digit` is probably not a digit, or None: its ink is
+    flatter than any of MNIST's digits (a line, a word), covers more of the field than 99.9% of
+    them (a blob, a texture, a photo of a scene), or falls into more separate pieces (dots, a face
+    drawn with thick strokes, several digits far apart)."""
+    ink = np.asarray(digit) > 127
+    coverage, height = ink.mean(), int(ink.any(axis=1).sum())
+    if height < MIN_INK_HEIGHT:
+        return (f"probably not a digit: its ink is {height} pixels tall in the 28x28 field, and every MNIST digit "
+                f"is at least {MIN_INK_HEIGHT} (a line, a word?)")
+    if coverage > MAX_INK_COVERAGE:
+        return (f"probably not a digit: its ink covers {coverage:.0%} of the 28x28 field, and 99.9% of MNIST's "
+                f"digits cover at most {MAX_INK_COVERAGE:.0%} (a blob, a texture or a scene?)")
+    pieces = _pieces(ink)
+    if pieces > MAX_PIECES:
+        return (f"probably not a digit: it falls into {pieces} separate pieces, and MNIST's digits into at most "
+                f"{MAX_PIECES} (a face, a word, several digits?); crop it around one digit")
+    return None
+
+
+def _pieces(ink, smallest=4):
+    """How many 8-connected pieces of at least `smallest` pixels a boolean image has. Each ink
+    pixel takes the largest label around it until nothing changes: then each piece holds one label."""
+    labels = np.where(ink, np.arange(1, ink.size + 1).reshape(ink.shape), 0)
+    while True:
+        padded = np.pad(labels, 1)
+        spread = np.max([padded[row : row + ink.shape[0], column : column + ink.shape[1]]
+                         for row in range(3) for column in range(3)], axis=0)
+        spread = np.where(ink, spread, 0)
+        if np.array_equal(spread, labels):
+            break
+        labels = spread
+    _, sizes = np.unique(labels[ink], return_counts=True)
+    return int((sizes >= smallest).sum())
 
 
 def load_digit(path):

@@ -10,8 +10,9 @@ So `train-images-idx3-ubyte` starts `00 00 08 03 | 0000ea60 0000001c 0000001c`: 
 dimensions, 60000 x 28 x 28. Files are usually stored gzip-compressed (`.gz`).
 
 A file is untrusted input: every way it can be malformed raises `IDXError` naming the file, and
-the size the header declares is checked against what the file can hold before any memory is
-allocated for it, so a corrupt header or a gzip bomb cannot ask for gigabytes.
+the size the header declares is checked against what the file can hold (and against the size
+expected, when the caller knows it) before any memory is allocated for it, so a corrupt header
+or a gzip bomb cannot ask for gigabytes.
 """
 
 from __future__ import annotations
@@ -47,9 +48,14 @@ class IDXError(ValueError):
     """A file is not a well-formed IDX file; the message names the file and what is wrong."""
 
 
-def read_idx(path, digest=None) -> np.ndarray:
+def read_idx(path, digest=None, max_bytes=None) -> np.ndarray:
     """Read an IDX file, raw or gzip-compressed (told apart by content, not by name), feeding
     every (uncompressed) byte to `digest` (a hashlib object) if one is given.
+
+    `max_bytes`, when given, is the most (uncompressed) bytes the file may hold, header included,
+    such as the known size of a dataset's file: a raw file larger than that is refused from its
+    size, before reading, and a gzip stream is never inflated past it, so a file that is not the
+    one expected costs at most about the expected file's memory.
 
     Returns the array in native byte order with the dtype of the file's type code. Raises
     IDXError for any malformed file, and FileNotFoundError if there is no file at `path`.
@@ -62,11 +68,15 @@ def read_idx(path, digest=None) -> np.ndarray:
         is_gzip = file.read(2) == GZIP_MAGIC
         file.seek(0)
         if not is_gzip:
-            return _read_idx_stream(file, path, digest, most_data_bytes=None, file_size=file_size)
+            if max_bytes is not None and file_size > max_bytes:
+                raise IDXError(f"{path}: {file_size} bytes, but the file expected here holds {max_bytes}; it is "
+                               "not that file: delete it so it is downloaded again")
+            return _read_idx_stream(file, path, digest, most_data_bytes=None, file_size=file_size, max_bytes=max_bytes)
         try:
             with gzip.GzipFile(fileobj=file, mode="rb") as stream:
                 return _read_idx_stream(
-                    stream, path, digest, most_data_bytes=file_size * MAX_GZIP_EXPANSION, file_size=file_size
+                    stream, path, digest, most_data_bytes=file_size * MAX_GZIP_EXPANSION, file_size=file_size,
+                    max_bytes=max_bytes,
                 )
         # gzip reports damage as BadGzipFile (an OSError), EOFError (cut short) or zlib.error
         except (OSError, EOFError, zlib.error) as error:
@@ -97,9 +107,10 @@ def encode_idx(array) -> bytes:
     return header + array.astype(IDX_TYPES[code], copy=False).tobytes()
 
 
-def _read_idx_stream(stream, path, digest, most_data_bytes, file_size):
+def _read_idx_stream(stream, path, digest, most_data_bytes, file_size, max_bytes=None):
     """Parse one IDX file from `stream`. most_data_bytes bounds the data a gzip stream can hold;
-    for a raw file (None) the bound is exact: the file size minus the header."""
+    for a raw file (None) the bound is exact: the file size minus the header. max_bytes (header
+    included), when given, bounds both."""
     header = _read_up_to(stream, 4)
     if len(header) == 0:
         raise IDXError(f"{path}: the (decompressed) content is empty; delete the file and download it again")
@@ -130,6 +141,11 @@ def _read_idx_stream(stream, path, digest, most_data_bytes, file_size):
     # Python integers do not overflow, so an absurd shape gives an absurd (not a wrapped) size
     declared_bytes = math.prod(shape) * dtype.itemsize
     header_bytes = 4 + 4 * dimension_count
+    if max_bytes is not None and header_bytes + declared_bytes > max_bytes:
+        raise IDXError(
+            f"{path}: the header declares shape {shape} of {dtype.name}, {header_bytes + declared_bytes} bytes, but "
+            f"the file expected here holds {max_bytes}; it is not that file: delete it so it is downloaded again"
+        )
     if most_data_bytes is None:
         most_data_bytes = file_size - header_bytes
         if declared_bytes > most_data_bytes:

@@ -44,7 +44,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .command import SIGNAL_NAMES, STOP, OutputError, Stopped, check_outputs, same_file
 from .data import normalize
 from .models import build_model, load_weights
-from .settings import check_record
+from .settings import check_record, flag
 
 METRICS_COLUMNS = ("epoch", "train_loss", "test_loss", "test_accuracy", "lr", "seconds")
 # --graph draws a graph of more tensors than this top to bottom: the CNN's (15) reads at page width that way,
@@ -125,7 +125,8 @@ class Session:
 
     def _read(self, path):
         checkpoint = load_checkpoint(path)
-        problem = check_record(checkpoint.meta, self.args.defaults, self.args.rules, resuming=self.args.resume is not None)
+        problem = check_record(checkpoint.meta, self.args.defaults, self.args.rules, resuming=self.args.resume is not None,
+                               model_state=checkpoint.model_state)
         if problem:
             raise RunError(f"{path} {problem}")
         return checkpoint
@@ -316,9 +317,17 @@ class Session:
             raise RunError(f"could not write --plot {self.args.plot} ({command.os_reason(error)}){self._kept('; ')}") from None
         print(f"Figure of the run written to {written}")
 
-    def finish(self):
-        """After the run: with --save and 0 epochs, save the model as it is (loaded or new)."""
+    def finish(self, logits=None):
+        """After the run: with --save and 0 epochs, save the model as it is (loaded or new), unless
+        its `logits` (its outputs on the test images) or its weights are not finite (exit 1)."""
         if self.save_path is not None and self.settings.epochs == 0:
+            if logits is not None and not np.isfinite(logits).all():
+                settings = {name: getattr(self.settings, name) for name in ("init_scale", "negative_slope")
+                            if hasattr(self.settings, name)}
+                hint = "; check " + " and ".join(f"{flag(name)} (now {value})" for name, value in settings.items()) \
+                    if settings else ""
+                raise RunError(f"the model's outputs on the test images are not finite (NaN or inf), so "
+                               f"{self.save_path} was not written: a model that outputs NaN is never saved{hint}")
             self.save(0)
 
     def _kept(self, prefix=""):

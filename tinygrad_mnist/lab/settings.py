@@ -54,6 +54,18 @@ def _float32_positive(value):
         return _finite(value) and 0 < np.float32(value) < np.inf
 
 
+def _float32_finite(value):
+    # checked in the dtype it is used in: float32(1e39) is inf, though 1e39 is a finite float64
+    with np.errstate(over="ignore"):
+        return _finite(value) and bool(np.isfinite(np.float32(value)))
+
+
+# He's scale keeps each layer's output about as large as its input; a multiplier m makes a
+# model of L layers output m^L times more, so past this float32 overflows within a few layers
+# (1e30 already at the second) and nothing could train
+MAX_INIT_SCALE = 1000.0
+
+
 def _check_sizes(text):
     try:
         sizes = [int(size) for size in str(text).split(",")]
@@ -75,8 +87,11 @@ SETTINGS = {
     "optimizer": Setting(str, "the optimizer: sgd (with --momentum) or adam (torch's defaults but --lr)",
                          _choice("sgd", "adam"), choices=("sgd", "adam")),
     "hidden": Setting(str, "hidden layer sizes, e.g. 256 or 128,64", _check_sizes),
-    "init_scale": Setting(float, "multiplier of the He initialisation", _rule(_float32_positive, _POSITIVE)),
-    "negative_slope": Setting(float, "leaky ReLU slope below zero", _rule(_finite, "a finite number")),
+    "init_scale": Setting(float, "multiplier of the He initialisation",
+                          _rule(lambda v: _float32_positive(v) and v <= MAX_INIT_SCALE,
+                                f"a positive number up to {MAX_INIT_SCALE:g} (more overflows float32 in a few layers)")),
+    "negative_slope": Setting(float, "leaky ReLU slope below zero",
+                              _rule(_float32_finite, "a finite number in float32 (about -3.4e38 to 3.4e38)")),
     "clip_norm": Setting(float, "clip the gradients' joint L2 norm to this", _rule(_float32_positive, _POSITIVE)),
     "clip_value": Setting(float, "clip every gradient element to [-v, v]", _rule(_float32_positive, _POSITIVE)),
     "schedule": Setting(str, "learning-rate schedule", _choice("cosine", "constant"), choices=("cosine", "constant")),
@@ -220,12 +235,28 @@ MODEL_DEFAULTS = {"mlp": {"negative_slope": 0.01},
 
 
 def parameter_count(spec):
-    """How many parameters the (checked) model spec asks for, roughly for a CNN: known before building."""
+    """How many parameters the (checked) model spec asks for: known before building."""
     if spec["kind"] == "mlp":
         sizes = spec["layer_sizes"]
         return sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(sizes, sizes[1:]))
     first, second = spec.get("channels", MODEL_DEFAULTS["lenet"]["channels"])
-    return 25 * first * (1 + second) + second * (1 + 250)
+    side = ((28 + 2 * spec.get("padding", 0) - 4) // 2 - 4) // 2  # as nn.lenet: after both conv + pool stages
+    # with batch norm the convolutions drop their biases, and a weight and a bias per channel come in
+    batch_norm = first + second if spec.get("batch_norm") else 0
+    return first * (25 + 1) + second * (25 * first + 1) + 10 * (second * side * side + 1) + batch_norm
+
+
+def check_model_state(spec, model_state):
+    """What is wrong with a checked model spec beside the arrays saved with it, or None. A spec
+    asking for more parameters than the arrays hold is refused before any model is built: a
+    record can ask for 10^8 parameters in a file of a few KB. (Exact shapes are then checked by
+    load_state_dict, on a model no larger than the file.)"""
+    saved = sum(int(np.size(array)) for array in model_state.values())
+    wanted = parameter_count(spec)
+    if wanted > saved:
+        return (f"its record's model needs {wanted:,} parameters but its arrays hold {saved:,} numbers: "
+                "the record does not describe the arrays saved with it (the file was made by hand or modified)")
+    return None
 
 
 def check_model(spec):
@@ -264,14 +295,15 @@ def _check_scheduler(state):
 RESUME_FIELDS = ("model", "settings", "epoch", "rng_state", "scheduler")
 
 
-def check_record(meta, defaults, rules=SETTINGS, resuming=False):
+def check_record(meta, defaults, rules=SETTINGS, resuming=False, model_state=None):
     """What is wrong with a checkpoint's record for a run of `defaults` (to --resume it when
     `resuming`, else to --load it), as one line, or None. Checks every field the run will use:
-    model, settings, epoch, subsets, rng_state and scheduler."""
+    model (against the saved `model_state` too, when given), settings, epoch, subsets, rng_state
+    and scheduler."""
     missing = [key for key in (RESUME_FIELDS if resuming else ("model",)) if key not in meta]
     if missing:
         return f"is not a checkpoint of this script: its record lacks {', '.join(missing)}"
-    problem = check_model(meta["model"])
+    problem = check_model(meta["model"]) or (check_model_state(meta["model"], model_state) if model_state else None)
     if problem:
         return f"holds an unusable model: {problem}"
     if "settings" in meta:
