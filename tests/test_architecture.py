@@ -47,7 +47,7 @@ ALLOWED = {
     "lab.settings": {"lab.datasets", "lab.plots"},
     "lab.models": {"modes", "nn", "tensor", "lab.checkpoint", "lab.data", "lab.settings"},
     "lab.run": {"atomic", "functional", "modes", "tensor", "viz", "lab.checkpoint", "lab.command", "lab.data",
-                "lab.models", "lab.plots", "lab.settings"},
+                "lab.datasets", "lab.models", "lab.plots", "lab.settings"},
 }
 # the exercise checker: its modules use the layers, the gradient check and the checker's common part
 EXERCISE_ALLOWED = LAYERS | {"exercises", "exercises.common", "exercises.check", "exercises.exercise",

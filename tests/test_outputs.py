@@ -44,6 +44,16 @@ def test_metrics_onto_the_loaded_checkpoint_or_another_file_is_refused_and_both_
     assert checkpoint.read_bytes() == before and load_checkpoint(other).meta["epoch"] == 1
 
 
+def test_an_output_onto_a_data_file_is_refused_even_with_overwrite(tmp_path):
+    # the data files are inputs too: --overwrite replaces another run's file, never what this run reads
+    data_file = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
+    data_file.parent.mkdir()
+    data_file.write_bytes(b"the images")
+    result = run(["--metrics", data_file, "--overwrite"], data_dir=tmp_path)
+    assert_one_line_error(result, 2, f"--metrics {data_file}: that is the file the data reads")
+    assert data_file.read_bytes() == b"the images"
+
+
 # ----- 2. two outputs on one path ------------------------------------------------------------------
 @pytest.mark.parametrize("first, second", [("--save", "--plot"), ("--save", "--metrics"), ("--metrics", "--graph")])
 def test_two_outputs_on_one_path_are_refused_before_anything_runs(tmp_path, first, second):

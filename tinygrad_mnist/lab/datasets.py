@@ -176,6 +176,16 @@ def load_dataset(name, data_dir=None, download=True, mirrors=None, checksums=Non
     return Dataset(**arrays, classes=info.classes, name=name)
 
 
+def dataset_files(name, data_dir=None):
+    """The files of dataset `name` that exist where load_dataset looks (raw or .gz): what a run
+    reads, so that nothing it writes may land on one of them."""
+    if name not in DATASETS:
+        return []
+    places = [folder for folder, _ in _search_places(name, DATASETS[name], data_dir)]
+    return [path for folder in places for file in DATASETS[name].files.values()
+            for path in (folder / file.name, folder / f"{file.name}.gz") if path.is_file()]
+
+
 def load_mnist(data_dir=None, download=True, mirrors=None, checksums=None) -> Dataset:
     """load_dataset("mnist", ...): the four MNIST arrays, classes "0" to "9"."""
     return load_dataset("mnist", data_dir=data_dir, download=download, mirrors=mirrors, checksums=checksums)

@@ -43,6 +43,7 @@ from . import command
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .command import SIGNAL_NAMES, STOP, OutputError, Stopped, check_outputs, same_file
 from .data import normalize
+from .datasets import DATASETS, dataset_files
 from .models import build_model, load_weights
 from .settings import check_record, flag
 
@@ -107,7 +108,8 @@ class Session:
         try:  # every path this run writes, before any work (lab/command.py)
             self.claim = check_outputs({save_flag: self.save_path, "--metrics": args.metrics, "--plot": args.plot,
                                         "--graph": self.graph_path},
-                                       {"--load": args.load, "--resume": None if own else args.resume},
+                                       {"--load": args.load, "--resume": None if own else args.resume,
+                                        "the data": [path for name in DATASETS for path in dataset_files(name, args.data_dir)]},
                                        overwrite=args.overwrite,  # --resume continues its file and its log
                                        continued={save_flag if own else None, "--metrics" if args.resume else None})
         except OutputError as error:
