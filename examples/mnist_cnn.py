@@ -1,7 +1,7 @@
 """Train a LeNet-style convolutional network on MNIST digits (or Fashion-MNIST clothes).
 
     python examples/mnist_cnn.py                   # >= 99% test accuracy in under 3 minutes on 2 cores
-    python examples/mnist_cnn.py --preset bn       # BatchNorm, Adam, shifted digits, 8 epochs
+    python examples/mnist_cnn.py --preset bn       # BatchNorm, Adam, 24/48 channels, shifted digits: >= 99.4%
     python examples/mnist_cnn.py --preset fashion  # Fashion-MNIST, a wider net: >= 91%
     python examples/mnist_cnn.py --help
 
@@ -40,8 +40,9 @@ PRESETS = {
     # Fashion-MNIST: twice the channels, LeNet-5's padding, dropout, mirrored clothes, 10 epochs
     "fashion": {"dataset": "fashion-mnist", "epochs": 10, "dropout": 0.25, "padding": 2, "channels": "32,64",
                 "augment": "flip"},
-    # BatchNorm and Adam, digits moved by up to 2 pixels, 8 epochs: 99.32% (README's Runs)
-    "bn": {"norm": "batch", "optimizer": "adam", "lr": 0.002, "augment": "shift", "epochs": 8},
+    # BatchNorm and Adam, 24/48 channels, digits moved by up to 2 pixels, 8 epochs: 99.45% (README's Runs;
+    # 16/32 channels stop at 99.32%)
+    "bn": {"norm": "batch", "optimizer": "adam", "lr": 0.002, "augment": "shift", "epochs": 8, "channels": "24,48"},
 }
 INPUT_SHAPE = (-1, 1, 28, 28)  # a CNN takes each image as one channel of 28x28 pixels
 
