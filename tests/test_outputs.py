@@ -210,9 +210,10 @@ def test_a_resumed_run_continues_its_metrics_log_as_the_unbroken_run_wrote_it(mn
 
 # ----- 16. SIGTERM and double Ctrl-C -----------------------------------------------------------------
 def start_training(mnist_dir, path, *extra):
-    # 750 steps an epoch, about 1 s on an idle machine: the signals below arrive while it trains
+    # 750 steps an epoch, 0.2 to 1 s: 40 epochs outlast every signal below (each run is stopped by one;
+    # with 3 epochs a quiet machine finished before the last trial's signals arrived)
     process = subprocess.Popen([sys.executable, "-u", str(REPO / "examples" / "mnist.py"), "--train-subset", "6000",
-                                "--test-subset", "100", "--hidden", "16", "--batch-size", "8", "--epochs", "3",
+                                "--test-subset", "100", "--hidden", "16", "--batch-size", "8", "--epochs", "40",
                                 "--quiet", "--save", str(path), *extra], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, cwd=REPO,
                                env=dict(os.environ, TINYGRAD_MNIST_DATA=str(mnist_dir)))
